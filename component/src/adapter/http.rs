@@ -1,0 +1,56 @@
+//! The `wasi:http/incoming-handler` export: method and path in, [`Reply`] out.
+
+use super::Component;
+use super::env::WasiEnv;
+use super::exports::wasi::http::incoming_handler::Guest;
+use super::wasi::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use crate::core::respond::{Reply, respond};
+
+/// `blocking-write-and-flush` accepts at most 4096 bytes per call.
+const WRITE_CHUNK: usize = 4096;
+
+impl Guest for Component {
+    fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
+        let method = method_name(&request.method());
+        let path = request.path_with_query().unwrap_or_else(|| "/".into());
+        drop(request);
+        let reply = respond(&WasiEnv::default(), &super::config::load(), &method, &path);
+        if let Err(why) = send(reply, method == "HEAD", response_out) {
+            eprintln!("cannot write response: {why}");
+        }
+    }
+}
+
+fn method_name(method: &Method) -> String {
+    match method {
+        Method::Get => "GET",
+        Method::Head => "HEAD",
+        Method::Post => "POST",
+        Method::Put => "PUT",
+        Method::Delete => "DELETE",
+        Method::Connect => "CONNECT",
+        Method::Options => "OPTIONS",
+        Method::Trace => "TRACE",
+        Method::Patch => "PATCH",
+        Method::Other(other) => other.as_str(),
+    }
+    .to_owned()
+}
+
+fn send(reply: Reply, head_only: bool, response_out: ResponseOutparam) -> Result<(), String> {
+    let mut entries: Vec<(String, Vec<u8>)> =
+        reply.headers.into_iter().map(|(name, value)| (name.to_owned(), value.into_bytes())).collect();
+    entries.push(("content-length".into(), reply.body.len().to_string().into_bytes()));
+    let headers = Fields::from_list(&entries).map_err(|e| format!("headers: {e:?}"))?;
+    let response = OutgoingResponse::new(headers);
+    response.set_status_code(reply.status).map_err(|()| format!("status {}", reply.status))?;
+    let body = response.body().map_err(|()| "body already taken".to_owned())?;
+    ResponseOutparam::set(response_out, Ok(response));
+    if !head_only {
+        let stream = body.write().map_err(|()| "body stream already taken".to_owned())?;
+        for chunk in reply.body.as_bytes().chunks(WRITE_CHUNK) {
+            stream.blocking_write_and_flush(chunk).map_err(|e| format!("write: {e:?}"))?;
+        }
+    }
+    OutgoingBody::finish(body, None).map_err(|e| format!("finish: {e:?}"))
+}
