@@ -13,7 +13,7 @@ pub struct Date {
 
 /// Day of the week, as far as trading cares.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Weekday {
+pub enum DayKind {
     /// Monday to Friday: markets are open (holidays are not modelled).
     Weekday,
     /// Saturday.
@@ -33,7 +33,9 @@ impl Date {
         let mp = if m > 2 { m - 3 } else { m + 9 };
         let doy = (153 * mp + 2) / 5 + day as i64 - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Self { days: era * 146_097 + doe - 719_468 }
+        Self {
+            days: era * 146_097 + doe - 719_468,
+        }
     }
 
     /// Year, month (1..=12) and day of month.
@@ -51,18 +53,20 @@ impl Date {
     }
 
     /// Whether the date is a weekday or which weekend day it is.
-    pub const fn weekday(self) -> Weekday {
+    pub const fn day_kind(self) -> DayKind {
         // 1970-01-01 was a Thursday: with Sunday = 0 that is 4.
         match (self.days + 4).rem_euclid(7) {
-            0 => Weekday::Sunday,
-            6 => Weekday::Saturday,
-            _ => Weekday::Weekday,
+            0 => DayKind::Sunday,
+            6 => DayKind::Saturday,
+            _ => DayKind::Weekday,
         }
     }
 
     /// The day before.
     pub const fn pred(self) -> Self {
-        Self { days: self.days - 1 }
+        Self {
+            days: self.days - 1,
+        }
     }
 }
 
@@ -78,7 +82,7 @@ pub fn trading_days(last: Date, count: usize) -> Vec<Date> {
     let mut days = Vec::with_capacity(count);
     let mut day = last;
     while days.len() < count {
-        if day.weekday() == Weekday::Weekday {
+        if day.day_kind() == DayKind::Weekday {
             days.push(day);
         }
         day = day.pred();
@@ -109,14 +113,18 @@ mod tests {
     #[test]
     fn weekdays_are_known_for_fixed_dates() {
         for (ymd, want) in [
-            ((1970, 1, 1), Weekday::Weekday),   // Thursday
-            ((2026, 11, 20), Weekday::Weekday), // Friday
-            ((2026, 11, 21), Weekday::Saturday),
-            ((2026, 11, 22), Weekday::Sunday),
-            ((2026, 11, 23), Weekday::Weekday), // Monday
-            ((2000, 1, 1), Weekday::Saturday),
+            ((1970, 1, 1), DayKind::Weekday),   // Thursday
+            ((2026, 11, 20), DayKind::Weekday), // Friday
+            ((2026, 11, 21), DayKind::Saturday),
+            ((2026, 11, 22), DayKind::Sunday),
+            ((2026, 11, 23), DayKind::Weekday), // Monday
+            ((2000, 1, 1), DayKind::Saturday),
         ] {
-            assert_eq!(Date::from_ymd(ymd.0, ymd.1, ymd.2).weekday(), want, "{ymd:?}");
+            assert_eq!(
+                Date::from_ymd(ymd.0, ymd.1, ymd.2).day_kind(),
+                want,
+                "{ymd:?}"
+            );
         }
     }
 
@@ -127,14 +135,18 @@ mod tests {
         for (last, count, first_three) in [
             (friday, 100, ["2026-11-20", "2026-11-19", "2026-11-18"]),
             (sunday, 3, ["2026-11-20", "2026-11-19", "2026-11-18"]),
-            (Date::from_ymd(2026, 11, 17), 3, ["2026-11-17", "2026-11-16", "2026-11-13"]),
+            (
+                Date::from_ymd(2026, 11, 17),
+                3,
+                ["2026-11-17", "2026-11-16", "2026-11-13"],
+            ),
         ] {
             let days = trading_days(last, count);
             assert_eq!(days.len(), count);
             let head: Vec<String> = days.iter().take(3).map(ToString::to_string).collect();
             assert_eq!(head, first_three);
             assert!(days.windows(2).all(|w| w[0] > w[1]), "newest first");
-            assert!(days.iter().all(|d| d.weekday() == Weekday::Weekday));
+            assert!(days.iter().all(|d| d.day_kind() == DayKind::Weekday));
         }
     }
 
@@ -142,6 +154,9 @@ mod tests {
     fn hundred_trading_days_span_twenty_weeks() {
         let days = trading_days(Date::from_ymd(2026, 11, 20), 100);
         // 100 weekdays ending on a Friday start on the Monday 19 weeks and 4 days earlier.
-        assert_eq!(days.last().map(ToString::to_string).as_deref(), Some("2026-07-06"));
+        assert_eq!(
+            days.last().map(ToString::to_string).as_deref(),
+            Some("2026-07-06")
+        );
     }
 }

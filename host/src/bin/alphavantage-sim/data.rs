@@ -57,7 +57,10 @@ pub struct Bar {
 
 /// The canonical (upper-case) symbol if `symbol` names a known one, ignoring ASCII case.
 pub fn known_symbol(symbol: &str) -> Option<&'static str> {
-    KNOWN_SYMBOLS.iter().copied().find(|known| known.eq_ignore_ascii_case(symbol))
+    KNOWN_SYMBOLS
+        .iter()
+        .copied()
+        .find(|known| known.eq_ignore_ascii_case(symbol))
 }
 
 /// Formats ten-thousandths as a decimal string with exactly four places, e.g. `4174600` -> `"417.4600"`.
@@ -123,13 +126,23 @@ pub fn daily_bars(symbol: &str) -> Vec<Bar> {
         .map(|date| {
             let day = date.to_string();
             let previous_close = base + walk;
-            walk = reflect(walk + plus_minus(draw(symbol, &day, b'c'), base / STEP_DIVISOR), bound);
+            walk = reflect(
+                walk + plus_minus(draw(symbol, &day, b'c'), base / STEP_DIVISOR),
+                bound,
+            );
             let close = base + walk;
             let open = previous_close + plus_minus(draw(symbol, &day, b'o'), base / GAP_DIVISOR);
             let high = open.max(close) + up_to(draw(symbol, &day, b'h'), base / WICK_DIVISOR);
             let low = open.min(close) - up_to(draw(symbol, &day, b'l'), base / WICK_DIVISOR);
             let volume = MIN_VOLUME + draw(symbol, &day, b'v') % VOLUME_SPREAD;
-            Bar { date, open, high, low, close, volume }
+            Bar {
+                date,
+                open,
+                high,
+                low,
+                close,
+                volume,
+            }
         })
         .collect();
     bars.reverse();
@@ -139,9 +152,15 @@ pub fn daily_bars(symbol: &str) -> Vec<Bar> {
 /// The "Meta Data" object of a daily answer for `symbol` (echoed as given).
 fn meta_data(symbol: &str) -> Json {
     Json::Obj(vec![
-        ("1. Information".into(), Json::str("Daily Prices (open, high, low, close) and Volumes")),
+        (
+            "1. Information".into(),
+            Json::str("Daily Prices (open, high, low, close) and Volumes"),
+        ),
         ("2. Symbol".into(), Json::str(symbol)),
-        ("3. Last Refreshed".into(), Json::str(LAST_REFRESHED.to_string())),
+        (
+            "3. Last Refreshed".into(),
+            Json::str(LAST_REFRESHED.to_string()),
+        ),
         ("4. Output Size".into(), Json::str("Compact")),
         ("5. Time Zone".into(), Json::str("US/Eastern")),
         (
@@ -154,10 +173,19 @@ fn meta_data(symbol: &str) -> Json {
 /// One row of "Time Series (Daily)".
 fn bar_json(bar: &Bar) -> (String, Json) {
     let row = Json::Obj(vec![
-        ("1. open".into(), Json::str(format_ten_thousandths(bar.open))),
-        ("2. high".into(), Json::str(format_ten_thousandths(bar.high))),
+        (
+            "1. open".into(),
+            Json::str(format_ten_thousandths(bar.open)),
+        ),
+        (
+            "2. high".into(),
+            Json::str(format_ten_thousandths(bar.high)),
+        ),
         ("3. low".into(), Json::str(format_ten_thousandths(bar.low))),
-        ("4. close".into(), Json::str(format_ten_thousandths(bar.close))),
+        (
+            "4. close".into(),
+            Json::str(format_ten_thousandths(bar.close)),
+        ),
         ("5. volume".into(), Json::str(bar.volume.to_string())),
     ]);
     (bar.date.to_string(), row)
@@ -167,7 +195,10 @@ fn bar_json(bar: &Bar) -> (String, Json) {
 pub fn daily_document(symbol: &str, bars: &[Bar]) -> String {
     Json::Obj(vec![
         ("Meta Data".into(), meta_data(symbol)),
-        ("Time Series (Daily)".into(), Json::Obj(bars.iter().map(bar_json).collect())),
+        (
+            "Time Series (Daily)".into(),
+            Json::Obj(bars.iter().map(bar_json).collect()),
+        ),
     ])
     .render()
 }
@@ -175,7 +206,7 @@ pub fn daily_document(symbol: &str, bars: &[Bar]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::Weekday;
+    use crate::calendar::DayKind;
 
     #[test]
     fn formats_ten_thousandths_with_four_places() {
@@ -209,7 +240,11 @@ mod tests {
 
     #[test]
     fn fnv1a_matches_reference_vectors() {
-        for (input, want) in [("", 0xcbf2_9ce4_8422_2325), ("a", 0xaf63_dc4c_8601_ec8c), ("foobar", 0x8594_4171_f739_67e8)] {
+        for (input, want) in [
+            ("", 0xcbf2_9ce4_8422_2325),
+            ("a", 0xaf63_dc4c_8601_ec8c),
+            ("foobar", 0x8594_4171_f739_67e8),
+        ] {
             assert_eq!(fnv1a(&[input.as_bytes()]), want, "{input:?}");
         }
     }
@@ -228,13 +263,25 @@ mod tests {
             let bars = daily_bars(symbol);
             assert_eq!(bars.len(), COMPACT_ROWS);
             assert_eq!(bars[0].date, LAST_REFRESHED);
-            assert!(bars.windows(2).all(|w| w[0].date > w[1].date), "{symbol}: newest first");
+            assert!(
+                bars.windows(2).all(|w| w[0].date > w[1].date),
+                "{symbol}: newest first"
+            );
             for bar in &bars {
-                assert_eq!(bar.date.weekday(), Weekday::Weekday);
-                assert!(bar.low <= bar.open && bar.open <= bar.high, "{symbol} {bar:?}");
-                assert!(bar.low <= bar.close && bar.close <= bar.high, "{symbol} {bar:?}");
+                assert_eq!(bar.date.day_kind(), DayKind::Weekday);
+                assert!(
+                    bar.low <= bar.open && bar.open <= bar.high,
+                    "{symbol} {bar:?}"
+                );
+                assert!(
+                    bar.low <= bar.close && bar.close <= bar.high,
+                    "{symbol} {bar:?}"
+                );
                 assert!(bar.low > 0, "{symbol} {bar:?}");
-                assert!(bar.close >= MIN_BASE * 3 / 4 && bar.close <= MAX_BASE * 5 / 4, "{symbol} {bar:?}");
+                assert!(
+                    bar.close >= MIN_BASE * 3 / 4 && bar.close <= MAX_BASE * 5 / 4,
+                    "{symbol} {bar:?}"
+                );
                 assert!(bar.volume >= MIN_VOLUME);
             }
         }
@@ -242,9 +289,17 @@ mod tests {
 
     #[test]
     fn last_two_decimals_vary() {
-        let closes: Vec<i64> = KNOWN_SYMBOLS.iter().flat_map(|s| daily_bars(s)).map(|b| b.close).collect();
+        let closes: Vec<i64> = KNOWN_SYMBOLS
+            .iter()
+            .flat_map(|s| daily_bars(s))
+            .map(|b| b.close)
+            .collect();
         let not_round = closes.iter().filter(|c| *c % 100 != 0).count();
-        assert!(not_round > closes.len() / 2, "{not_round} of {}", closes.len());
+        assert!(
+            not_round > closes.len() / 2,
+            "{not_round} of {}",
+            closes.len()
+        );
     }
 
     #[test]
@@ -258,9 +313,15 @@ mod tests {
             ("/Meta Data/4. Output Size", "Compact"),
             ("/Meta Data/5. Time Zone", "US/Eastern"),
         ] {
-            assert_eq!(doc.pointer(pointer).and_then(|v| v.as_str()), Some(want), "{pointer}");
+            assert_eq!(
+                doc.pointer(pointer).and_then(|v| v.as_str()),
+                Some(want),
+                "{pointer}"
+            );
         }
-        let series = doc["Time Series (Daily)"].as_object().expect("series object");
+        let series = doc["Time Series (Daily)"]
+            .as_object()
+            .expect("series object");
         assert_eq!(series.len(), COMPACT_ROWS);
         let newest = text.find("\"2026-11-20\"").expect("newest row");
         let next = text.find("\"2026-11-19\"").expect("second row");
@@ -268,8 +329,16 @@ mod tests {
         let row = &doc["Time Series (Daily)"]["2026-11-20"];
         for field in ["1. open", "2. high", "3. low", "4. close"] {
             let value = row[field].as_str().expect("string price");
-            assert_eq!(value.split('.').nth(1).map(str::len), Some(4), "{field}: {value}");
+            assert_eq!(
+                value.split('.').nth(1).map(str::len),
+                Some(4),
+                "{field}: {value}"
+            );
         }
-        assert!(row["5. volume"].as_str().is_some_and(|v| v.parse::<u64>().is_ok()));
+        assert!(
+            row["5. volume"]
+                .as_str()
+                .is_some_and(|v| v.parse::<u64>().is_ok())
+        );
     }
 }

@@ -86,7 +86,12 @@ pub struct UnknownFaultMode(pub String);
 
 impl fmt::Display for UnknownFaultMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown fault mode {:?}; expected one of: {}", self.0, FaultMode::names().join(", "))
+        write!(
+            f,
+            "unknown fault mode {:?}; expected one of: {}",
+            self.0,
+            FaultMode::names().join(", ")
+        )
     }
 }
 

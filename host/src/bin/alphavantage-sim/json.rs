@@ -61,7 +61,12 @@ mod tests {
     #[test]
     fn renders_in_insertion_order() {
         let obj = |entries: Vec<(&str, Json)>| {
-            Json::Obj(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            Json::Obj(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k.to_owned(), v))
+                    .collect(),
+            )
         };
         for (value, want) in [
             (Json::str("a\"b"), r#""a\"b""#.to_owned()),

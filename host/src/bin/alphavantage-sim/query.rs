@@ -28,7 +28,10 @@ impl Params {
 
     /// The first value of `name`, if present (possibly empty).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
+        self.pairs
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -42,7 +45,9 @@ fn decode(component: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes
+                    .get(i + 1..i + 3)
+                    .and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => {
                         out.push(byte);
@@ -85,7 +90,11 @@ mod tests {
     #[test]
     fn parses_and_decodes_parameters() {
         for (query, name, want) in [
-            ("function=TIME_SERIES_DAILY&symbol=MSFT", "symbol", Some("MSFT")),
+            (
+                "function=TIME_SERIES_DAILY&symbol=MSFT",
+                "symbol",
+                Some("MSFT"),
+            ),
             ("symbol=BRK%2EB", "symbol", Some("BRK.B")),
             ("symbol=a+b", "symbol", Some("a b")),
             ("symbol=%zz", "symbol", Some("%zz")),
@@ -105,9 +114,17 @@ mod tests {
     fn redacts_the_key_everywhere() {
         for (path, query, want) in [
             ("/query", None, "/query"),
-            ("/query", Some("function=F&apikey=SECRET&symbol=X"), "/query?function=F&apikey=REDACTED&symbol=X"),
+            (
+                "/query",
+                Some("function=F&apikey=SECRET&symbol=X"),
+                "/query?function=F&apikey=REDACTED&symbol=X",
+            ),
             ("/query", Some("apikey=SECRET"), "/query?apikey=REDACTED"),
-            ("/query", Some("APIKEY=s1&api%6Bey=s2"), "/query?apikey=REDACTED&apikey=REDACTED"),
+            (
+                "/query",
+                Some("APIKEY=s1&api%6Bey=s2"),
+                "/query?apikey=REDACTED&apikey=REDACTED",
+            ),
             ("/query", Some("apikey"), "/query?apikey=REDACTED"),
             ("/x", Some("a=1"), "/x?a=1"),
         ] {

@@ -1,0 +1,19 @@
+//! The one response body type the servers write: the component's streamed body or a host-made one.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+
+/// Error type of any response body.
+pub type BodyError = Box<dyn std::error::Error + Send + Sync>;
+/// A boxed response body.
+pub type HostBody = UnsyncBoxBody<Bytes, BodyError>;
+
+/// A complete in-memory body.
+pub fn full(bytes: impl Into<Bytes>) -> HostBody {
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+}
+
+/// A JSON response body from a `&'static str`.
+pub fn static_json(text: &'static str) -> HostBody {
+    full(Bytes::from_static(text.as_bytes()))
+}

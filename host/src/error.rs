@@ -1,0 +1,74 @@
+//! Host failures and the one function that turns them into RFC 9457 problem responses.
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use crate::body::{HostBody, full};
+
+/// Base of problem `type` URIs (shared with the component).
+pub const PROBLEM_BASE: &str = "https://stock-service.dev/problems/";
+
+/// What can go wrong in the host itself.
+#[derive(Debug, thiserror::Error)]
+pub enum HostError {
+    /// The component trapped (panic, unreachable, out of memory).
+    #[error("the component failed while handling the request")]
+    Trap(String),
+    /// The whole-request deadline passed.
+    #[error("the request took longer than {0} ms")]
+    Deadline(u128),
+    /// Every instance slot stayed busy for the whole deadline.
+    #[error("all component instances are busy")]
+    Overloaded,
+    /// Shutting down, or no component answers.
+    #[error("{0}")]
+    NotReady(String),
+    /// No route on the admin port.
+    #[error("no such admin endpoint")]
+    NotFound,
+    /// Anything else that should not happen.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl HostError {
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, Option<u32>) {
+        match self {
+            Self::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "component-trap", "Component failure", None),
+            Self::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "request-timeout", "Request deadline exceeded", None),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(1)),
+            Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some(1)),
+            Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
+            Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", None),
+        }
+    }
+
+    /// The problem response for this error at `instance`; logs it once.
+    pub fn into_response(self, instance: &str, req_id: &str) -> Response<HostBody> {
+        let (status, slug, title, retry_after) = self.parts();
+        let cause = match &self {
+            Self::Trap(cause) | Self::Internal(cause) => cause.as_str(),
+            _ => "",
+        };
+        if status.is_server_error() {
+            tracing::warn!(req_id, status = status.as_u16(), problem = slug, cause, "request failed in the host");
+        }
+        let body = serde_json::json!({
+            "type": format!("{PROBLEM_BASE}{slug}"),
+            "title": title,
+            "status": status.as_u16(),
+            "detail": self.to_string(),
+            "instance": instance,
+        })
+        .to_string();
+        let mut response = Response::new(full(Bytes::from(body)));
+        *response.status_mut() = status;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Some(seconds) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}

@@ -1,0 +1,185 @@
+//! `stock-host`: serves the stock WebAssembly component with wasmtime.
+//!
+//! The host owns what a component cannot: listeners, the shared keyvalue store, the API key,
+//! egress policy, deadlines, metrics and the running component (behind one swappable handle).
+
+#![warn(missing_docs)]
+
+pub mod body;
+pub mod config;
+pub mod egress;
+pub mod engine;
+pub mod error;
+pub mod handler;
+pub mod keyvalue;
+pub mod metrics;
+pub mod secrets;
+pub mod server;
+pub mod state;
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use http::HeaderValue;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+
+use crate::config::{APIKEY_FILE_POLL, ServeConfig};
+use crate::egress::EgressPolicy;
+use crate::engine::{EpochTicker, LoadedComponent, build_engine, build_linker, load_component};
+use crate::keyvalue::{KvStore, MemoryStore};
+use crate::metrics::Metrics;
+use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
+
+/// Shared state of the running host.
+pub struct App {
+    engine: Engine,
+    component: RwLock<Arc<LoadedComponent>>,
+    component_config: Arc<ComponentConfig>,
+    kv: Arc<dyn KvStore>,
+    metrics: Arc<Metrics>,
+    egress: EgressPolicy,
+    slots: Arc<Semaphore>,
+    request_timeout: Duration,
+    drain_timeout: Duration,
+    shutdown_delay: Duration,
+    max_memory_bytes: usize,
+    draining: AtomicBool,
+    next_request: AtomicU64,
+    request_prefix: String,
+}
+
+impl App {
+    /// The component serving new requests; requests already running keep the one they started with.
+    pub fn component(&self) -> Arc<LoadedComponent> {
+        self.component.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Marks the host as shutting down (`/ready` answers 503).
+    pub fn set_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    /// The caller's `X-Request-Id` when it is short and plain, else a new one.
+    pub fn request_id(&self, incoming: Option<&HeaderValue>) -> String {
+        let plain = |v: &&str| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        match incoming.and_then(|v| v.to_str().ok()).filter(plain) {
+            Some(id) => id.to_owned(),
+            None => format!("{}-{:x}", self.request_prefix, self.next_request.fetch_add(1, Ordering::Relaxed)),
+        }
+    }
+
+    /// Copies shared (keyvalue) state into gauges before a scrape: the breaker's state and transitions.
+    pub async fn refresh_shared_metrics(&self) {
+        let state = self.kv.get("breaker/state").await.ok().flatten();
+        let mut transitions = Vec::new();
+        for name in ["open", "half-open", "closed"] {
+            let total = self
+                .kv
+                .get(&format!("metrics/breaker_transitions/{name}"))
+                .await
+                .ok()
+                .flatten()
+                .and_then(|b| String::from_utf8(b).ok())
+                .and_then(|s| s.parse::<u64>().ok())
+                .unwrap_or(0);
+            transitions.push((name, total));
+        }
+        server::apply_breaker_metrics(&self.metrics, state.as_deref(), &transitions);
+    }
+}
+
+/// Validates `config`, loads the component, binds both ports and serves until SIGTERM/SIGINT.
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let apikey = match (&config.apikey, &config.apikey_file) {
+        (Some(key), _) => Some(key.clone()),
+        (None, Some(path)) => read_key_file(path).with_context(|| format!("APIKEY_FILE {} cannot be read", path.display()))?,
+        (None, None) => None,
+    };
+    if apikey.is_none() {
+        tracing::warn!("no APIKEY or APIKEY_FILE: price requests will answer 503 until a key is configured");
+    }
+    if config.request_timeout <= config.upstream_timeout {
+        tracing::warn!(request_timeout_ms = config.request_timeout.as_millis() as u64, upstream_timeout_ms = config.upstream_timeout.as_millis() as u64, "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host");
+    }
+    let max_memory_bytes = usize::try_from(config.max_memory_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
+    let engine = build_engine(config.max_concurrency, max_memory_bytes)?;
+    let linker = build_linker(&engine)?;
+    let component = load_component(&engine, &linker, &config.component)?;
+    let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    metrics.component_info.with_label_values(&[&component.version]).set(1);
+    let component_config = Arc::new(ComponentConfig::new(&config, apikey.clone()));
+    let _key_watcher = config
+        .apikey_file
+        .clone()
+        .map(|path| KeyFileWatcher::spawn(path, component_config.clone(), apikey, APIKEY_FILE_POLL));
+    let _ticker = EpochTicker::spawn(engine.clone());
+
+    let traffic = TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
+    let admin = TcpListener::bind(config.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", config.admin_addr()))?;
+    let traffic_addr = traffic.local_addr()?;
+    let admin_addr = admin.local_addr()?;
+
+    let app = Arc::new(App {
+        egress: EgressPolicy { allowed_authority: config.upstream_authority(), timeout: config.upstream_timeout, metrics: metrics.clone() },
+        engine,
+        component: RwLock::new(Arc::new(component)),
+        component_config,
+        kv: Arc::new(MemoryStore::new(config.kv_max_entries)),
+        metrics,
+        slots: Arc::new(Semaphore::new(usize::try_from(config.max_concurrency).unwrap_or(1))),
+        request_timeout: config.request_timeout,
+        drain_timeout: config.drain_timeout,
+        shutdown_delay: config.shutdown_delay,
+        max_memory_bytes,
+        draining: AtomicBool::new(false),
+        next_request: AtomicU64::new(1),
+        request_prefix: format!("{:x}", std::process::id()),
+    });
+    tracing::info!(
+        traffic = %traffic_addr,
+        admin = %admin_addr,
+        component = %config.component.display(),
+        version = %app.component().version,
+        upstream = %app.egress.allowed_authority,
+        "listening on http://{traffic_addr}"
+    );
+    server::serve(app, traffic, admin, shutdown_signal()).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(error) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%error, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => tracing::info!(signal = "SIGINT", "signal received"),
+        _ = terminate => tracing::info!(signal = "SIGTERM", "signal received"),
+    }
+}

@@ -1,0 +1,164 @@
+//! Every metric name and label in one place, the registry, and the `/metrics` text.
+//! `stock_api_*` keep the seed service's names so its dashboards keep working.
+
+use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+
+/// Requests answered, by route template and status.
+pub const REQUESTS_TOTAL: &str = "stock_api_requests_total";
+/// Time to the response head, by route template.
+pub const REQUEST_DURATION_SECONDS: &str = "stock_api_request_duration_seconds";
+/// Price answers served from a fresh cache entry.
+pub const CACHE_HITS_TOTAL: &str = "stock_api_cache_hits_total";
+/// Price answers that needed the upstream.
+pub const CACHE_MISSES_TOTAL: &str = "stock_api_cache_misses_total";
+/// Price answers served stale because the upstream failed.
+pub const CACHE_STALE_TOTAL: &str = "stock_api_cache_stale_total";
+/// Breaker state: 0 closed, 1 open, 2 half-open (shared by all instances).
+pub const CIRCUIT_BREAKER_STATE: &str = "stock_api_circuit_breaker_state";
+/// Breaker transitions recorded by the component, by target state.
+pub const CIRCUIT_BREAKER_TRANSITIONS_TOTAL: &str = "stock_api_circuit_breaker_transitions_total";
+/// Upstream calls, by outcome.
+pub const EXTERNAL_CALLS_TOTAL: &str = "stock_api_external_calls_total";
+/// Upstream call time to the response head.
+pub const EXTERNAL_CALL_DURATION_SECONDS: &str = "stock_api_external_call_duration_seconds";
+/// The running component (value 1), by version.
+pub const COMPONENT_INFO: &str = "stock_host_component_info";
+/// Time to instantiate the component for one request.
+pub const INSTANTIATION_SECONDS: &str = "stock_host_instantiation_seconds";
+/// Component traps (including deadline interruptions).
+pub const TRAPS_TOTAL: &str = "stock_host_traps_total";
+/// Requests over the whole-request deadline.
+pub const REQUEST_TIMEOUTS_TOTAL: &str = "stock_host_request_timeouts_total";
+/// Component requests currently running.
+pub const IN_FLIGHT_REQUESTS: &str = "stock_host_in_flight_requests";
+/// Keyvalue operations, by operation and result.
+pub const KV_OPERATIONS_TOTAL: &str = "stock_host_kv_operations_total";
+/// Outgoing requests refused because their authority is not the configured upstream.
+pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
+
+/// Label: route template.
+pub const LABEL_ROUTE: &str = "route";
+/// Label: HTTP status code.
+pub const LABEL_STATUS: &str = "status";
+/// Label: outcome of an upstream call.
+pub const LABEL_OUTCOME: &str = "outcome";
+/// Label: keyvalue operation.
+pub const LABEL_OP: &str = "op";
+/// Label: ok or error.
+pub const LABEL_RESULT: &str = "result";
+/// Label: breaker state.
+pub const LABEL_STATE: &str = "state";
+/// Label: component version (sha256 prefix).
+pub const LABEL_VERSION: &str = "version";
+
+/// The host's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// See [`REQUESTS_TOTAL`].
+    pub requests: IntCounterVec,
+    /// See [`REQUEST_DURATION_SECONDS`].
+    pub request_duration: HistogramVec,
+    /// See [`CACHE_HITS_TOTAL`].
+    pub cache_hits: IntCounter,
+    /// See [`CACHE_MISSES_TOTAL`].
+    pub cache_misses: IntCounter,
+    /// See [`CACHE_STALE_TOTAL`].
+    pub cache_stale: IntCounter,
+    /// See [`CIRCUIT_BREAKER_STATE`].
+    pub breaker_state: IntGauge,
+    /// See [`CIRCUIT_BREAKER_TRANSITIONS_TOTAL`].
+    pub breaker_transitions: IntCounterVec,
+    /// See [`EXTERNAL_CALLS_TOTAL`].
+    pub external_calls: IntCounterVec,
+    /// See [`EXTERNAL_CALL_DURATION_SECONDS`].
+    pub external_call_duration: Histogram,
+    /// See [`COMPONENT_INFO`].
+    pub component_info: IntGaugeVec,
+    /// See [`INSTANTIATION_SECONDS`].
+    pub instantiation: Histogram,
+    /// See [`TRAPS_TOTAL`].
+    pub traps: IntCounter,
+    /// See [`REQUEST_TIMEOUTS_TOTAL`].
+    pub request_timeouts: IntCounter,
+    /// See [`IN_FLIGHT_REQUESTS`].
+    pub in_flight: IntGauge,
+    /// See [`KV_OPERATIONS_TOTAL`].
+    pub kv_operations: IntCounterVec,
+    /// See [`EGRESS_REFUSED_TOTAL`].
+    pub egress_refused: IntCounter,
+}
+
+/// Histogram buckets for request and upstream latencies (seconds).
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Histogram buckets for instantiation (seconds): microseconds matter here.
+const INSTANTIATION_BUCKETS: &[f64] = &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1];
+
+impl Metrics {
+    /// Creates and registers every metric.
+    pub fn new() -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let counter = |name: &str, help: &str| -> prometheus::Result<IntCounter> {
+            let c = IntCounter::new(name, help)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let counter_vec = |name: &str, help: &str, labels: &[&str]| -> prometheus::Result<IntCounterVec> {
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            registry.register(Box::new(c.clone()))?;
+            Ok(c)
+        };
+        let gauge = |name: &str, help: &str| -> prometheus::Result<IntGauge> {
+            let g = IntGauge::new(name, help)?;
+            registry.register(Box::new(g.clone()))?;
+            Ok(g)
+        };
+        let histogram = |name: &str, help: &str, buckets: &[f64]| -> prometheus::Result<Histogram> {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets.to_vec()))?;
+            registry.register(Box::new(h.clone()))?;
+            Ok(h)
+        };
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(REQUEST_DURATION_SECONDS, "Time to the response head.").buckets(LATENCY_BUCKETS.to_vec()),
+            &[LABEL_ROUTE],
+        )?;
+        registry.register(Box::new(request_duration.clone()))?;
+        let component_info = IntGaugeVec::new(Opts::new(COMPONENT_INFO, "The running component (value 1), by version."), &[LABEL_VERSION])?;
+        registry.register(Box::new(component_info.clone()))?;
+        Ok(Self {
+            requests: counter_vec(REQUESTS_TOTAL, "Requests answered, by route template and status.", &[LABEL_ROUTE, LABEL_STATUS])?,
+            request_duration,
+            cache_hits: counter(CACHE_HITS_TOTAL, "Price answers served from a fresh cache entry.")?,
+            cache_misses: counter(CACHE_MISSES_TOTAL, "Price answers that needed the upstream.")?,
+            cache_stale: counter(CACHE_STALE_TOTAL, "Price answers served stale because the upstream failed.")?,
+            breaker_state: gauge(CIRCUIT_BREAKER_STATE, "Circuit breaker state: 0 closed, 1 open, 2 half-open.")?,
+            breaker_transitions: counter_vec(CIRCUIT_BREAKER_TRANSITIONS_TOTAL, "Circuit breaker transitions, by target state.", &[LABEL_STATE])?,
+            external_calls: counter_vec(EXTERNAL_CALLS_TOTAL, "Upstream calls, by outcome.", &[LABEL_OUTCOME])?,
+            external_call_duration: histogram(EXTERNAL_CALL_DURATION_SECONDS, "Upstream call time to the response head.", LATENCY_BUCKETS)?,
+            component_info,
+            instantiation: histogram(INSTANTIATION_SECONDS, "Time to instantiate the component for one request.", INSTANTIATION_BUCKETS)?,
+            traps: counter(TRAPS_TOTAL, "Component traps, including deadline interruptions.")?,
+            request_timeouts: counter(REQUEST_TIMEOUTS_TOTAL, "Requests over the whole-request deadline.")?,
+            in_flight: gauge(IN_FLIGHT_REQUESTS, "Component requests currently running.")?,
+            kv_operations: counter_vec(KV_OPERATIONS_TOTAL, "Keyvalue operations, by operation and result.", &[LABEL_OP, LABEL_RESULT])?,
+            egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
+            registry,
+        })
+    }
+
+    /// Raises a counter to `total` read from shared state (it never goes down here).
+    pub fn sync_counter(counter: &IntCounter, total: u64) {
+        let current = counter.get();
+        if total > current {
+            counter.inc_by(total - current);
+        }
+    }
+
+    /// Prometheus text exposition of everything registered.
+    pub fn render(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(8 * 1024);
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut out) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        out
+    }
+}
