@@ -40,6 +40,22 @@ impl EgressPolicy {
     }
 }
 
+/// Counts one upstream call when it ends, including when the guest gives up first and drops it
+/// (its own deadline passed): that case is a timeout.
+struct CallRecord {
+    metrics: Arc<Metrics>,
+    started: Instant,
+    outcome: Option<&'static str>,
+}
+
+impl Drop for CallRecord {
+    fn drop(&mut self) {
+        self.metrics.external_call_duration.observe(self.started.elapsed().as_secs_f64());
+        let outcome = self.outcome.unwrap_or("timeout");
+        self.metrics.external_calls.with_label_values(&[outcome]).inc();
+    }
+}
+
 impl WasiHttpHooks for EgressPolicy {
     fn send_request(
         &mut self,
@@ -58,18 +74,61 @@ impl WasiHttpHooks for EgressPolicy {
         let metrics = self.metrics.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let started = Instant::now();
+            let mut record = CallRecord { metrics, started: Instant::now(), outcome: None };
             let result = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
-            metrics.external_call_duration.observe(started.elapsed().as_secs_f64());
-            let outcome = match &result {
+            record.outcome = Some(match &result {
                 Ok((response, _)) if response.status().is_success() => "ok",
                 Ok(_) => "http_error",
                 Err(HttpError::ConnectionTimeout | HttpError::ConnectionReadTimeout | HttpError::ConnectionWriteTimeout) => "timeout",
                 Err(_) => "error",
-            };
-            metrics.external_calls.with_label_values(&[outcome]).inc();
+            });
+            drop(record);
             let (response, io) = result?;
             Ok((response.map(BodyExt::boxed_unsync), Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::{BodyExt, Empty};
+
+    fn request(uri: &str) -> http::Request<WasiBody> {
+        let body = Empty::<bytes::Bytes>::new().map_err(|never| match never {}).boxed_unsync();
+        http::Request::get(uri).body(body).expect("valid request")
+    }
+
+    #[test]
+    fn only_the_configured_authority_is_allowed() {
+        for (uri, want) in [
+            ("https://www.alphavantage.co/query?x=1", Some("www.alphavantage.co:443")),
+            ("https://WWW.AlphaVantage.co:443/query", Some("www.alphavantage.co:443")),
+            ("http://www.alphavantage.co/query", Some("www.alphavantage.co:80")),
+            ("http://127.0.0.1:8081/query", Some("127.0.0.1:8081")),
+            ("/relative", None),
+        ] {
+            assert_eq!(EgressPolicy::authority_of(&request(uri)).as_deref(), want, "{uri}");
+        }
+    }
+
+    #[test]
+    fn guest_timeouts_are_capped_by_the_host() {
+        let policy = EgressPolicy { allowed_authority: "h:80".into(), timeout: Duration::from_secs(10), metrics: Arc::new(Metrics::new().expect("metrics")) };
+        let capped = policy.capped(Some(RequestOptions { connect_timeout: Some(Duration::from_secs(60)), first_byte_timeout: Some(Duration::from_secs(2)), between_bytes_timeout: None }));
+        assert_eq!(capped.connect_timeout, Some(Duration::from_secs(10)));
+        assert_eq!(capped.first_byte_timeout, Some(Duration::from_secs(2)));
+        assert_eq!(capped.between_bytes_timeout, Some(Duration::from_secs(10)));
+    }
+
+    #[test]
+    fn refused_requests_are_counted_and_never_sent() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let mut policy = EgressPolicy { allowed_authority: "www.alphavantage.co:443".into(), timeout: Duration::from_secs(1), metrics: metrics.clone() };
+        let future = policy.send_request(request("https://evil.example/steal"), None, Box::new(std::future::ready(Ok(()))));
+        let result = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(Box::into_pin(future));
+        assert!(matches!(result, Err(HttpError::HttpRequestDenied)));
+        assert_eq!(metrics.egress_refused.get(), 1);
+        assert_eq!(metrics.external_calls.with_label_values(&["ok"]).get(), 0);
     }
 }

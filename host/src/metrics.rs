@@ -124,7 +124,7 @@ impl Metrics {
         registry.register(Box::new(request_duration.clone()))?;
         let component_info = IntGaugeVec::new(Opts::new(COMPONENT_INFO, "The running component (value 1), by version."), &[LABEL_VERSION])?;
         registry.register(Box::new(component_info.clone()))?;
-        Ok(Self {
+        let metrics = Self {
             requests: counter_vec(REQUESTS_TOTAL, "Requests answered, by route template and status.", &[LABEL_ROUTE, LABEL_STATUS])?,
             request_duration,
             cache_hits: counter(CACHE_HITS_TOTAL, "Price answers served from a fresh cache entry.")?,
@@ -142,14 +142,18 @@ impl Metrics {
             kv_operations: counter_vec(KV_OPERATIONS_TOTAL, "Keyvalue operations, by operation and result.", &[LABEL_OP, LABEL_RESULT])?,
             egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
             registry,
-        })
+        };
+        metrics.touch_known_labels();
+        Ok(metrics)
     }
 
-    /// Raises a counter to `total` read from shared state (it never goes down here).
-    pub fn sync_counter(counter: &IntCounter, total: u64) {
-        let current = counter.get();
-        if total > current {
-            counter.inc_by(total - current);
+    /// Makes labelled series visible at zero before their first event, so dashboards and alerts see them.
+    fn touch_known_labels(&self) {
+        for outcome in ["ok", "http_error", "timeout", "error"] {
+            self.external_calls.with_label_values(&[outcome]);
+        }
+        for state in ["open", "half-open", "closed"] {
+            self.breaker_transitions.with_label_values(&[state]);
         }
     }
 

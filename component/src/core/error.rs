@@ -103,9 +103,10 @@ impl Error {
         )
     }
 
-    /// Whether the failure says the upstream is unhealthy (feeds the breaker).
+    /// Whether the failure says the upstream is unhealthy (feeds the breaker). A refused key is our
+    /// misconfiguration: opening the breaker would only delay the fix (a rotated key) by the open time.
     pub fn counts_against_upstream(&self) -> bool {
-        self.allows_stale() && !matches!(self, Self::CircuitOpen { .. })
+        self.allows_stale() && !matches!(self, Self::CircuitOpen { .. } | Self::UpstreamMisconfigured { .. })
     }
 
     /// Converts an upstream refusal for `symbol`.
@@ -204,6 +205,8 @@ mod tests {
         assert!(Error::UpstreamTimeout(1).allows_stale());
         assert!(Error::CircuitOpen { retry_after_secs: 1 }.allows_stale());
         assert!(!Error::CircuitOpen { retry_after_secs: 1 }.counts_against_upstream());
+        assert!(!Error::UpstreamMisconfigured { retry_after_secs: 1 }.counts_against_upstream());
+        assert!(Error::RateLimited { retry_after_secs: 1 }.counts_against_upstream());
         assert!(!Error::UnknownSymbol("X".into()).allows_stale());
         assert!(!Error::InvalidDays("0".into()).allows_stale());
     }

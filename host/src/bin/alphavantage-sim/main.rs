@@ -52,7 +52,7 @@ const DEFAULT_LOG_FILTER: &str = "info";
 
 /// Local Alpha Vantage simulator (TIME_SERIES_DAILY) with switchable faults.
 #[derive(Debug, Parser)]
-#[command(name = "alphavantage-sim", version, about)]
+#[command(name = "alphavantage-sim", version)]
 struct Config {
     /// Address to listen on; port 0 picks a free port. The bound address is printed on stdout as
     /// `listening on http://ADDR`.

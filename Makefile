@@ -1,0 +1,68 @@
+# Stock closing-price service: a wasm32-wasip2 component served by our wasmtime host.
+#   make run    builds component + host, starts the service on :8080 (local simulator when no APIKEY)
+#   make test   installs what is missing, builds, runs every test
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+WASMTIME_VERSION  := 48.0.8
+WASMTIME_FEATURES := run,serve,wasi-http,wasi-config,wasi-keyvalue,component-model,component-model-async,cranelift,pooling-allocator,parallel-compilation,wat,cache,config,logging
+COMPONENT         := target/wasm32-wasip2/release/stock_component.wasm
+HOST              := target/release/stock-host
+SIM               := target/release/alphavantage-sim
+PORT              ?= 8080
+ADMIN_PORT        ?= 9090
+SIM_PORT          ?= 8081
+SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component host run run-wasmtime test clean
+
+help: ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+
+prereqs: prereqs-rust prereqs-wasmtime prereqs-debian ## install missing tools (idempotent)
+
+prereqs-rust:
+	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+
+prereqs-wasmtime: ## wasmtime-cli $(WASMTIME_VERSION) for `wasmtime serve`
+	@if wasmtime --version 2>/dev/null | grep -q "^wasmtime $(WASMTIME_VERSION)"; then :; else \
+	  echo "installing wasmtime-cli $(WASMTIME_VERSION) (takes ~10 minutes on 2 cores)"; \
+	  cargo install --locked wasmtime-cli --version $(WASMTIME_VERSION) --no-default-features --features $(WASMTIME_FEATURES); fi
+
+prereqs-debian: ## promtool (Debian package prometheus)
+	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+component: prereqs-rust ## build the component (release)
+	cargo build --release --target wasm32-wasip2 -p stock-component
+	@ls -l $(COMPONENT) | awk '{print "component: " $$5 " bytes"}'
+
+host: ## build stock-host and alphavantage-sim (release)
+	cargo build --release -p stock-host --bins
+
+build: component host ## build everything
+
+run: build ## serve on :$(PORT) (admin :$(ADMIN_PORT)); without APIKEY, against the local simulator
+	@if [ -n "$${APIKEY:-}$${APIKEY_FILE:-}" ]; then \
+	  echo "serving the real Alpha Vantage API on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT))"; \
+	  exec env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) COMPONENT=$(COMPONENT) $(HOST) serve; \
+	else \
+	  echo "no APIKEY: starting alphavantage-sim on 127.0.0.1:$(SIM_PORT) (deterministic sample data, not market prices)"; \
+	  $(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null' EXIT; \
+	  echo "serving on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT)); try: curl localhost:$(PORT)/MSFT/7"; \
+	  env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) COMPONENT=$(COMPONENT) APIKEY=sample-key \
+	    ALPHAVANTAGE_URL=http://127.0.0.1:$(SIM_PORT)/query $(HOST) serve; \
+	fi
+
+run-wasmtime: component prereqs-wasmtime host ## the same component under stock `wasmtime serve` (against the simulator)
+	@$(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null' EXIT; \
+	  echo "wasmtime serve on http://localhost:$(PORT); try: curl localhost:$(PORT)/MSFT/7"; \
+	  wasmtime serve --addr 0.0.0.0:$(PORT) -S cli -S keyvalue -S config \
+	    -S config-var=apikey=sample-key -S config-var=alphavantage_url=http://127.0.0.1:$(SIM_PORT)/query $(COMPONENT)
+
+test: prereqs build ## install missing tools, build, run every test
+	cargo test --release --workspace --all-targets
+
+clean:
+	cargo clean

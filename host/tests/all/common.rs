@@ -1,0 +1,365 @@
+//! Test harness: real processes on loopback ports (the simulator, `stock-host`, `wasmtime serve`),
+//! a tiny HTTP/1.1 client, and an independent exact-average oracle.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// The release component built by `make component`.
+pub fn component_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/wasm32-wasip2/release/stock_component.wasm");
+    assert!(path.exists(), "{} is missing: run `make component` (or `make test`) first", path.display());
+    path
+}
+
+/// A fixture component under `tests/fixtures`.
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+}
+
+/// A unique scratch directory, removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `target/test-tmp/<name>-<pid>-<n>`.
+    pub fn new(name: &str) -> Self {
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("stock-test-{name}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create temp dir");
+        Self(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+// === HTTP client ===
+
+/// A response read to the end.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Reply {
+    /// Header value by lower-case name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    /// Body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.body))
+    }
+
+    /// Everything the client saw, for leak checks.
+    pub fn raw(&self) -> String {
+        let headers: Vec<String> = self.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+        format!("{}\n{}\n{}", self.status, headers.join("\n"), self.body)
+    }
+}
+
+/// Sends one request with `Connection: close` and reads the whole answer (30 s bound).
+pub fn request(addr: SocketAddr, method: &str, path: &str) -> Reply {
+    try_request(addr, method, path, Duration::from_secs(30)).unwrap_or_else(|e| panic!("{method} {path} on {addr}: {e}"))
+}
+
+/// GET `path`.
+pub fn get(addr: SocketAddr, path: &str) -> Reply {
+    request(addr, "GET", path)
+}
+
+/// Like [`request`] but returns I/O errors.
+pub fn try_request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> std::io::Result<Reply> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").ok_or_else(|| std::io::Error::other(format!("no header end in {text:?}")))?;
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other(format!("bad status line in {head:?}")))?;
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    Ok(Reply { status, headers, body: body.to_owned() })
+}
+
+/// Polls `addr` until it accepts connections.
+pub fn wait_for_port(addr: SocketAddr, within: Duration) {
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(start.elapsed() < within, "nothing listens on {addr} after {within:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+// === processes ===
+
+/// A child process whose stderr is collected; killed on drop, output printed if the test failed.
+pub struct Process {
+    pub name: String,
+    pub child: Child,
+    pub stderr: Arc<Mutex<Vec<String>>>,
+    pub stdout: Arc<Mutex<Vec<String>>>,
+}
+
+impl Process {
+    fn spawn(name: &str, mut command: Command) -> Self {
+        command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));
+        let collect = |reader: Box<dyn Read + Send>| {
+            let lines = Arc::new(Mutex::new(Vec::new()));
+            let sink = lines.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(reader).lines().map_while(Result::ok) {
+                    sink.lock().expect("lines").push(line);
+                }
+            });
+            lines
+        };
+        let stdout = collect(Box::new(child.stdout.take().expect("stdout")));
+        let stderr = collect(Box::new(child.stderr.take().expect("stderr")));
+        Self { name: name.to_owned(), child, stderr, stdout }
+    }
+
+    /// Waits until a stdout or stderr line satisfies `find`, returning what it extracted.
+    pub fn wait_for_line<T>(&mut self, within: Duration, find: impl Fn(&str) -> Option<T>) -> T {
+        let start = Instant::now();
+        loop {
+            for lines in [&self.stdout, &self.stderr] {
+                if let Some(found) = lines.lock().expect("lines").iter().find_map(|l| find(l)) {
+                    return found;
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("{} exited with {status} before it was ready:\n{}", self.name, self.output());
+            }
+            assert!(start.elapsed() < within, "{} not ready after {within:?}:\n{}", self.name, self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// All output so far.
+    pub fn output(&self) -> String {
+        let out = self.stdout.lock().expect("lines").join("\n");
+        let err = self.stderr.lock().expect("lines").join("\n");
+        format!("--- {} stdout ---\n{out}\n--- {} stderr ---\n{err}", self.name, self.name)
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status().expect("kill");
+        assert!(status.success());
+    }
+
+    /// Waits for exit (bounded), returning the exit code.
+    pub fn wait_exit(&mut self, within: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.code();
+            }
+            assert!(start.elapsed() < within, "{} still running after {within:?}:\n{}", self.name, self.output());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            std::thread::sleep(Duration::from_millis(50));
+            eprintln!("{}", self.output());
+        }
+    }
+}
+
+/// The Alpha Vantage simulator.
+pub struct Sim {
+    pub process: Process,
+    pub addr: SocketAddr,
+}
+
+impl Sim {
+    /// Starts `alphavantage-sim` on a free loopback port.
+    pub fn start() -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_alphavantage-sim"));
+        command.args(["--addr", "127.0.0.1:0"]);
+        let mut process = Process::spawn("alphavantage-sim", command);
+        let addr = process.wait_for_line(Duration::from_secs(20), |l| {
+            l.strip_prefix("listening on http://").and_then(|a| a.trim().parse().ok())
+        });
+        Self { process, addr }
+    }
+
+    /// The query endpoint to configure.
+    pub fn url(&self) -> String {
+        format!("http://{}/query", self.addr)
+    }
+
+    /// Sets a fault mode (`none`, `hang`, `http-500`, ...), optional latency and count.
+    pub fn fault(&self, mode: &str, latency_ms: u64, times: Option<u32>) {
+        let times = times.map(|t| format!("&times={t}")).unwrap_or_default();
+        let reply = request(self.addr, "PUT", &format!("/_sim/fault?mode={mode}&latency_ms={latency_ms}{times}"));
+        assert_eq!(reply.status, 200, "sim refused fault {mode}: {}", reply.body);
+    }
+
+    /// Total /query calls received.
+    pub fn calls(&self) -> u64 {
+        get(self.addr, "/_sim/stats").json()["calls"].as_u64().expect("calls")
+    }
+
+    /// The raw TIME_SERIES_DAILY document for `symbol`, fetched directly.
+    pub fn series(&self, symbol: &str) -> serde_json::Value {
+        let reply = get(self.addr, &format!("/query?function=TIME_SERIES_DAILY&symbol={symbol}&apikey=oracle"));
+        reply.json()
+    }
+}
+
+/// `stock-host serve` on free loopback ports.
+pub struct Host {
+    pub process: Process,
+    pub addr: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+impl Host {
+    /// Starts the host with `env` on top of loopback ports, JSON logs and the release component.
+    pub fn start(env: &[(&str, &str)]) -> Self {
+        let component = component_path();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_stock-host"));
+        command.arg("serve");
+        for key in ["APIKEY", "APIKEY_FILE", "PORT", "ADMIN_PORT", "ALPHAVANTAGE_URL", "SYMBOL", "NDAYS", "CACHE_TTL", "KV_URL", "LOG_FORMAT"] {
+            command.env_remove(key);
+        }
+        command.envs([("BIND", "127.0.0.1"), ("PORT", "0"), ("ADMIN_PORT", "0"), ("LOG_FORMAT", "json"), ("LOG_LEVEL", "info")]);
+        command.env("COMPONENT", &component);
+        command.envs(env.iter().copied());
+        let mut process = Process::spawn("stock-host", command);
+        let (addr, admin) = process.wait_for_line(Duration::from_secs(60), |line| {
+            let event: serde_json::Value = serde_json::from_str(line).ok()?;
+            let traffic: SocketAddr = event.get("traffic")?.as_str()?.parse().ok()?;
+            let admin: SocketAddr = event.get("admin")?.as_str()?.parse().ok()?;
+            Some((traffic, admin))
+        });
+        Self { process, addr, admin }
+    }
+
+    /// Starts the host against `sim` with `apikey` and extra `env`.
+    pub fn with_sim(sim: &Sim, apikey: &str, env: &[(&str, &str)]) -> Self {
+        let url = sim.url();
+        let mut all = vec![("ALPHAVANTAGE_URL", url.as_str()), ("APIKEY", apikey)];
+        all.extend_from_slice(env);
+        Self::start(&all)
+    }
+
+    /// Every stderr line so far.
+    pub fn logs(&self) -> String {
+        self.process.stderr.lock().expect("lines").join("\n")
+    }
+
+    /// `/metrics` text.
+    pub fn metrics(&self) -> String {
+        let reply = get(self.admin, "/metrics");
+        assert_eq!(reply.status, 200);
+        reply.body
+    }
+
+    /// Value of an unlabelled (or exactly labelled) sample in `/metrics`.
+    pub fn metric(&self, sample: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+            .unwrap_or(0.0)
+    }
+}
+
+/// `wasmtime serve` with the component and `config` variables.
+pub struct WasmtimeServe {
+    pub process: Process,
+    pub addr: SocketAddr,
+}
+
+impl WasmtimeServe {
+    /// Starts the pinned `wasmtime serve -S cli -S keyvalue -S config` on a free port.
+    pub fn start(config: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let mut command = Command::new("wasmtime");
+        command.args(["serve", "--addr", &addr.to_string(), "-S", "cli", "-S", "keyvalue", "-S", "config"]);
+        for (key, value) in config {
+            command.args(["-S", &format!("config-var={key}={value}")]);
+        }
+        command.arg(component_path());
+        let mut process = Process::spawn("wasmtime serve", command);
+        process.wait_for_line(Duration::from_secs(60), |l| l.contains("Serving HTTP on").then_some(()));
+        wait_for_port(addr, Duration::from_secs(10));
+        Self { process, addr }
+    }
+
+    /// Everything wasmtime printed.
+    pub fn logs(&self) -> String {
+        self.process.output()
+    }
+}
+
+// === oracle ===
+
+/// Closes of `symbol` from the simulator's own document, oldest first, as (date, ten-thousandths).
+pub fn oracle_closes(series: &serde_json::Value) -> Vec<(String, i64)> {
+    let rows = series["Time Series (Daily)"].as_object().expect("series object");
+    let mut closes: Vec<(String, i64)> = rows
+        .iter()
+        .map(|(date, row)| (date.clone(), ten_thousandths(row["4. close"].as_str().expect("close string"))))
+        .collect();
+    closes.sort();
+    closes
+}
+
+/// "417.46" or "417.4600" -> 4174600.
+pub fn ten_thousandths(text: &str) -> i64 {
+    let (whole, frac) = text.split_once('.').unwrap_or((text, ""));
+    assert!(frac.len() <= 4, "oracle handles 4 decimals, got {text}");
+    let frac = format!("{frac:0<4}");
+    whole.parse::<i64>().expect("whole") * 10_000 + frac.parse::<i64>().expect("frac")
+}
+
+/// Mean of ten-thousandths rounded half-to-even, rendered like the service (trailing zeros trimmed).
+pub fn oracle_average(values: &[i64]) -> String {
+    let n = values.len() as i64;
+    let sum: i64 = values.iter().sum();
+    let (q, r) = (sum / n, sum % n);
+    let rounded = if 2 * r > n || (2 * r == n && q % 2 == 1) { q + 1 } else { q };
+    render_ten_thousandths(rounded)
+}
+
+/// 4174600 -> "417.46".
+pub fn render_ten_thousandths(value: i64) -> String {
+    let text = format!("{}.{:04}", value / 10_000, value % 10_000);
+    text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}

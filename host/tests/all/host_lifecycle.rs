@@ -1,0 +1,84 @@
+//! Failure containment and shutdown: traps, runaway guests, bad configuration, SIGTERM.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+#[test]
+fn a_trapping_component_is_answered_with_a_500_problem_and_counted() {
+    let trap = fixture("trap.wat");
+    let host = Host::start(&[("COMPONENT", trap.to_str().expect("utf-8")), ("APIKEY", "k")]);
+    let reply = get(host.addr, "/MSFT/7");
+    assert_eq!(reply.status, 500, "{}", reply.body);
+    assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/component-trap");
+    assert_eq!(get(host.addr, "/health").status, 200, "the host survives");
+    assert_eq!(get(host.addr, "/ready").status, 503, "a component that cannot answer is not ready");
+    assert!(host.metric("stock_host_traps_total") >= 2.0);
+}
+
+#[test]
+fn a_runaway_component_is_stopped_at_the_request_deadline() {
+    let spin = fixture("spin.wat");
+    let host = Host::start(&[("COMPONENT", spin.to_str().expect("utf-8")), ("APIKEY", "k"), ("REQUEST_TIMEOUT", "1s")]);
+    let started = Instant::now();
+    let reply = get(host.addr, "/MSFT/7");
+    let took = started.elapsed();
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/request-timeout");
+    assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "took {took:?}");
+    assert_eq!(get(host.addr, "/health").status, 200);
+    assert_eq!(host.metric("stock_host_request_timeouts_total"), 1.0);
+}
+
+#[test]
+fn a_slow_upstream_is_bounded_by_the_upstream_timeout() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "slow-key", &[("UPSTREAM_TIMEOUT", "1s")]);
+    sim.fault("latency", 5_000, None);
+    let started = Instant::now();
+    let reply = get(host.addr, "/MSFT/7");
+    assert_eq!(reply.status, 504, "{}", reply.body);
+    assert!(started.elapsed() < Duration::from_secs(3), "took {:?}", started.elapsed());
+    assert_eq!(host.metric("stock_api_external_calls_total{outcome=\"timeout\"}"), 1.0);
+}
+
+#[test]
+fn bad_configuration_stops_startup_with_one_line_naming_the_variable() {
+    for (variable, value) in [("NDAYS", "0"), ("CIRCUIT_BREAKER_TIMEOUT", "soon"), ("SYMBOL", "$$$"), ("PORT", "http"), ("ALPHAVANTAGE_URL", "ftp://x")] {
+        let output = Command::new(env!("CARGO_BIN_EXE_stock-host"))
+            .arg("serve")
+            .env(variable, value)
+            .output()
+            .expect("run stock-host");
+        assert!(!output.status.success(), "{variable}={value} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let first = stderr.lines().next().unwrap_or("");
+        assert!(first.contains(variable), "{variable}={value}: first line does not name it: {stderr}");
+    }
+    let missing = Command::new(env!("CARGO_BIN_EXE_stock-host"))
+        .args(["serve", "--component", "/nonexistent/stock.wasm", "--port", "0", "--admin-port", "0"])
+        .env("LOG_FORMAT", "text")
+        .output()
+        .expect("run stock-host");
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("/nonexistent/stock.wasm"));
+}
+
+#[test]
+fn sigterm_turns_ready_off_drains_in_flight_requests_and_exits_zero() {
+    let sim = Sim::start();
+    let mut host = Host::with_sim(&sim, "drain-key", &[("SHUTDOWN_DELAY", "1s"), ("DRAIN_TIMEOUT", "10s")]);
+    assert_eq!(get(host.addr, "/ready").status, 200);
+    sim.fault("latency", 1_500, None);
+    let addr = host.addr;
+    let slow = std::thread::spawn(move || get(addr, "/MSFT/7"));
+    std::thread::sleep(Duration::from_millis(300));
+    host.process.terminate();
+    std::thread::sleep(Duration::from_millis(200));
+    let ready = get(host.addr, "/ready");
+    assert_eq!(ready.status, 503, "{}", ready.body);
+    let finished = slow.join().expect("slow client");
+    assert_eq!(finished.status, 200, "the request in flight finished: {}", finished.body);
+    assert_eq!(host.process.wait_exit(Duration::from_secs(15)), Some(0));
+}

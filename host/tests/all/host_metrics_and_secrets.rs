@@ -1,0 +1,143 @@
+//! Metrics (names, promtool), the API key (file rotation, never leaked), egress accounting.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use std::io::Write;
+
+use crate::common::*;
+
+const SEED_AND_HOST_METRICS: [&str; 16] = [
+    "stock_api_requests_total",
+    "stock_api_request_duration_seconds",
+    "stock_api_cache_hits_total",
+    "stock_api_cache_misses_total",
+    "stock_api_circuit_breaker_state",
+    "stock_api_external_calls_total",
+    "stock_api_external_call_duration_seconds",
+    "stock_host_component_info",
+    "stock_host_instantiation_seconds",
+    "stock_host_traps_total",
+    "stock_host_in_flight_requests",
+    "stock_host_kv_operations_total",
+    "stock_host_egress_refused_total",
+    "stock_host_request_timeouts_total",
+    "stock_api_cache_stale_total",
+    "stock_api_circuit_breaker_transitions_total",
+];
+
+#[test]
+fn metrics_have_every_name_and_pass_promtool() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "metrics-test-key", &[]);
+    get(host.addr, "/MSFT/7");
+    get(host.addr, "/MSFT/3");
+    let text = host.metrics();
+    for name in SEED_AND_HOST_METRICS {
+        assert!(text.lines().any(|l| l.starts_with(&format!("# TYPE {name} "))), "{name} missing from /metrics:\n{text}");
+    }
+    assert_eq!(host.metric("stock_api_cache_hits_total"), 1.0);
+    assert_eq!(host.metric("stock_api_cache_misses_total"), 1.0);
+    assert_eq!(host.metric("stock_api_external_calls_total{outcome=\"ok\"}"), 1.0);
+    assert_eq!(host.metric("stock_api_requests_total{route=\"/{symbol}/{days}\",status=\"200\"}"), 2.0);
+    let version = get(host.addr, "/health").header("x-component-version").expect("version header").to_owned();
+    assert_eq!(host.metric(&format!("stock_host_component_info{{version=\"{version}\"}}")), 1.0);
+
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool is installed by `make test` (Debian package prometheus)");
+    promtool.stdin.take().expect("stdin").write_all(text.as_bytes()).expect("write metrics");
+    let output = promtool.wait_with_output().expect("promtool");
+    assert!(
+        output.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn every_response_names_the_component_version_and_a_request_id() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "header-test-key", &[]);
+    let bytes = std::fs::read(component_path()).expect("component");
+    let want = stock_host::engine::short_version(&bytes);
+    let mut ids = std::collections::HashSet::new();
+    for path in ["/health", "/ready", "/MSFT/2", "/NOSUCH", "/MSFT/0"] {
+        let reply = get(host.addr, path);
+        assert_eq!(reply.header("x-component-version"), Some(want.as_str()), "{path}");
+        assert!(ids.insert(reply.header("x-request-id").expect("request id").to_owned()), "ids are unique");
+    }
+}
+
+#[test]
+fn health_and_ready_never_spend_upstream_quota() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "probe-test-key", &[]);
+    for _ in 0..5 {
+        assert_eq!(get(host.addr, "/health").json()["status"], "ok");
+        let ready = get(host.addr, "/ready");
+        assert_eq!(ready.status, 200, "{}", ready.body);
+        assert_eq!(ready.json()["status"], "ready");
+    }
+    assert_eq!(sim.calls(), 0);
+}
+
+#[test]
+fn the_api_key_is_in_no_log_line_header_body_or_metric() {
+    const KEY: &str = "leak-canary-9c27d1";
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, KEY, &[("LOG_LEVEL", "debug"), ("UPSTREAM_TIMEOUT", "2s")]);
+    let mut seen = String::new();
+    for path in ["/MSFT/7", "/MSFT/7", "/NOSUCH/2", "/circuit-breaker", "/ready", "/bad$/1"] {
+        seen.push_str(&get(host.addr, path).raw());
+    }
+    for mode in ["http-500", "malformed", "bad-key", "note", "hang"] {
+        sim.fault(mode, 0, Some(1));
+        seen.push_str(&get(host.addr, "/AAPL/3").raw());
+    }
+    seen.push_str(&host.metrics());
+    std::thread::sleep(Duration::from_millis(200));
+    let logs = host.logs();
+    assert!(logs.contains("apikey=REDACTED"), "upstream calls are logged, redacted:\n{logs}");
+    assert!(!seen.contains(KEY), "key in an answer or metric:\n{seen}");
+    assert!(!logs.contains(KEY), "key in the host's logs:\n{logs}");
+}
+
+#[test]
+fn a_rotated_apikey_file_is_used_without_restart() {
+    let sim = Sim::start();
+    let dir = TempDir::new("apikey");
+    // Kubernetes Secret volumes: the file is a symlink through `..data`, swapped atomically.
+    let write_key = |generation: u32, key: &str| {
+        let data = dir.0.join(format!("..{generation}"));
+        std::fs::create_dir_all(&data).expect("mkdir");
+        std::fs::write(data.join("apikey"), format!("{key}\n")).expect("write key");
+        let tmp = dir.0.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(format!("..{generation}"), &tmp).expect("symlink");
+        std::fs::rename(&tmp, dir.0.join("..data")).expect("atomic swap");
+    };
+    write_key(1, "demo");
+    std::os::unix::fs::symlink("..data/apikey", dir.0.join("apikey")).expect("link");
+    let key_file = dir.0.join("apikey");
+    let host = Host::start(&[("ALPHAVANTAGE_URL", &sim.url()), ("APIKEY_FILE", key_file.to_str().expect("utf-8"))]);
+    let refused = get(host.addr, "/MSFT/2");
+    assert_eq!(refused.status, 503, "the demo key is refused for MSFT: {}", refused.body);
+    assert_eq!(refused.json()["type"], "https://stock-service.dev/problems/upstream-misconfigured");
+
+    write_key(2, "rotated-good-key");
+    let started = Instant::now();
+    loop {
+        let reply = get(host.addr, "/AAPL/2");
+        if reply.status == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "rotated key not picked up: {}", reply.body);
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(!host.logs().contains("rotated-good-key"));
+}

@@ -1,0 +1,8 @@
+//! Integration tests: every test starts real processes on loopback and talks HTTP to them.
+
+mod common;
+mod component_under_wasmtime_serve;
+mod component_world;
+mod host_cache_and_state;
+mod host_lifecycle;
+mod host_metrics_and_secrets;
