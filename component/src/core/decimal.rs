@@ -101,7 +101,7 @@ impl fmt::Display for Decimal {
         if frac == 0 {
             return write!(f, "{sign}{whole}");
         }
-        while frac % 10 == 0 {
+        while frac.is_multiple_of(10) {
             frac /= 10;
             digits -= 1;
         }

@@ -47,6 +47,9 @@ pub mod fake {
     use std::cell::{Cell, RefCell};
     use std::collections::{HashMap, VecDeque};
 
+    /// A hook run on every sleep.
+    pub type SleepHook = Box<dyn FnMut(&FakeEnv)>;
+
     /// Scripted world: answers are popped per fetch; when empty, `default_answer` is used.
     #[derive(Default)]
     pub struct FakeEnv {
@@ -63,7 +66,7 @@ pub mod fake {
         /// Log lines written.
         pub logs: RefCell<Vec<String>>,
         /// Called on every sleep, to let a test change the world while a follower waits.
-        pub on_sleep: RefCell<Option<Box<dyn FnMut(&FakeEnv)>>>,
+        pub on_sleep: RefCell<Option<SleepHook>>,
     }
 
     impl FakeEnv {
