@@ -7,6 +7,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use stock_component::core::config::{Scheme, parse_duration_ms, split_url};
+use stock_component::core::model::{Symbol, parse_days};
 
 /// Traffic port of the seed service.
 pub const DEFAULT_PORT: u16 = 8080;
@@ -155,16 +157,16 @@ impl ServeConfig {
 
 /// `host:port` of an http(s) URL, the port made explicit.
 pub fn upstream_authority(url: &str) -> Option<String> {
-    let (rest, default_port) = if let Some(rest) = url.strip_prefix("https://") {
-        (rest, 443)
-    } else {
-        (url.strip_prefix("http://")?, 80)
-    };
-    let authority = rest.split(['/', '?']).next()?;
-    if authority.is_empty() || authority.contains('@') {
-        return None;
+    let (scheme, authority, _) = split_url(url).ok()?;
+    let authority = authority.to_ascii_lowercase();
+    if has_port(&authority) {
+        return Some(authority);
     }
-    Some(if has_port(authority) { authority.to_ascii_lowercase() } else { format!("{}:{default_port}", authority.to_ascii_lowercase()) })
+    let default_port = match scheme {
+        Scheme::Https => 443,
+        Scheme::Http => 80,
+    };
+    Some(format!("{authority}:{default_port}"))
 }
 
 fn has_port(authority: &str) -> bool {
@@ -181,31 +183,22 @@ fn parse_upstream_url(text: &str) -> Result<String, String> {
 }
 
 fn parse_symbol(text: &str) -> Result<String, String> {
-    let ok = (1..=10).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
-    if ok { Ok(text.to_ascii_uppercase()) } else { Err("SYMBOL must be 1-10 letters, digits, '.' or '-'".into()) }
+    Symbol::parse(text).map(|s| s.as_str().to_owned()).ok_or_else(|| "SYMBOL must be 1-10 letters, digits, '.' or '-'".into())
 }
 
 fn parse_ndays(text: &str) -> Result<u32, String> {
-    text.parse::<u32>().ok().filter(|d| (1..=100).contains(d)).ok_or_else(|| "NDAYS must be a whole number from 1 to 100".into())
+    parse_days(text).ok_or_else(|| "NDAYS must be a whole number from 1 to 100".into())
 }
 
 fn parse_kv_url(text: &str) -> Result<String, String> {
     if text == "memory" { Ok(text.into()) } else { Err("KV_URL must be `memory` (Redis support is not built yet)".into()) }
 }
 
-/// Parses `30` (seconds), `30s`, `1500ms`, `5m` or `1h`.
+/// Parses `30` (seconds), `30s`, `1500ms`, `5m` or `1h`, exactly as the component does.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().map_err(|_| format!("{text:?} is not a duration such as 30, 30s, 1500ms, 5m or 1h"))?;
-    let millis = match unit {
-        "" | "s" => number.checked_mul(1000),
-        "ms" => Some(number),
-        "m" => number.checked_mul(60_000),
-        "h" => number.checked_mul(3_600_000),
-        _ => None,
-    };
-    millis.map(Duration::from_millis).ok_or_else(|| format!("{text:?} is not a duration such as 30, 30s, 1500ms, 5m or 1h"))
+    parse_duration_ms(text)
+        .map(Duration::from_millis)
+        .ok_or_else(|| format!("{text:?} is not a duration such as 30, 30s, 1500ms, 5m or 1h"))
 }
 
 fn parse_positive_duration(text: &str) -> Result<Duration, String> {

@@ -60,7 +60,7 @@ pub struct LoadedComponent {
 pub fn load_component(engine: &Engine, linker: &Linker<RequestState>, path: &Path) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
     let version = short_version(&bytes);
-    let component = Component::new(engine, &bytes).map_err(anyhow::Error::from).with_context(|| format!("cannot compile component {}", path.display()))?;
+    let component = Component::new(engine, &bytes).map_err(anyhow::Error::from).with_context(|| format!("cannot compile component {} (if memory is mentioned, raise MAX_MEMORY_MIB)", path.display()))?;
     let instance_pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
