@@ -1,6 +1,7 @@
 //! Integration tests: every test starts real processes on loopback and talks HTTP to them.
 
 mod common;
+mod component_prices_export;
 mod component_under_wasmtime_serve;
 mod component_world;
 mod host_cache_and_state;
