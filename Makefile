@@ -16,7 +16,7 @@ ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component host run run-wasmtime test clean
+.PHONY: bench help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component host run run-wasmtime test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -63,6 +63,10 @@ run-wasmtime: component prereqs-wasmtime host ## the same component under stock 
 
 test: prereqs build ## install missing tools, build, run every test
 	cargo test --release --workspace --all-targets
+
+bench: build prereqs-wasmtime ## side-by-side throughput (host, wasmtime serve, native) -> docs/benchmarks.md
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	scripts/bench.sh
 
 clean:
 	cargo clean
