@@ -2,7 +2,7 @@
 //! pre-instantiated proxy, call `wasi:http/incoming-handler`, re-emit its stderr with the request id.
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
@@ -55,43 +55,79 @@ where
         let app = app.clone();
         let req_id = req_id.to_owned();
         let stderr = stderr.clone();
+        let remaining = deadline.saturating_sub(started.elapsed());
         async move {
             let _permit = permit;
-            app.metrics.in_flight.inc();
-            let instantiated = Instant::now();
-            let result = async {
+            let _in_flight = InFlight::start(app.metrics.clone());
+            let work = async {
+                let instantiated = Instant::now();
                 let proxy = component.pre.instantiate_async(&mut store).await?;
                 app.metrics.instantiation.observe(instantiated.elapsed().as_secs_f64());
                 proxy.wasi_http_incoming_handler().call_handle(&mut store, incoming, outparam).await
-            }
-            .await;
-            app.metrics.in_flight.dec();
-            if result.is_err() {
-                app.metrics.traps.inc();
+            };
+            // Bounds the whole call, including a guest waiting on host I/O or still writing its body,
+            // where epoch interruption cannot reach it. Dropping the store ends everything it owns.
+            let result = match tokio::time::timeout(remaining, work).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => Err(Failure::Deadline),
+                Ok(Err(error)) => Err(Failure::Trap(format!("{error:#}"))),
+                Err(_) => Err(Failure::Deadline),
+            };
+            match &result {
+                Err(Failure::Deadline) => {
+                    app.metrics.traps.inc();
+                    app.metrics.request_timeouts.inc();
+                }
+                Err(Failure::Trap(_)) => app.metrics.traps.inc(),
+                Ok(()) => {}
             }
             emit_stderr(&app, &req_id, &stderr);
             result
         }
     });
 
-    match tokio::time::timeout(deadline.saturating_sub(started.elapsed()), receiver).await {
+    // The task enforces the deadline; this wait only adds a margin so a wedged task cannot hold the client.
+    match tokio::time::timeout(deadline.saturating_sub(started.elapsed()) + DEADLINE_MARGIN, receiver).await {
         Ok(Ok(Ok(response))) => Ok(response.map(box_component_body)),
         Ok(Ok(Err(code))) => Err(HostError::Internal(format!("component answered with error code {code:?}"))),
         Ok(Err(_)) => match task.await {
-            Ok(Err(error)) if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => {
-                app.metrics.request_timeouts.inc();
-                Err(HostError::Deadline(deadline.as_millis()))
-            }
-            Ok(Err(error)) => Err(HostError::Trap(app.component_config.redact(&format!("{error:#}")))),
+            Ok(Err(Failure::Deadline)) => Err(HostError::Deadline(deadline.as_millis())),
+            Ok(Err(Failure::Trap(cause))) => Err(HostError::Trap(app.component_config.redact(&cause))),
             Ok(Ok(())) => Err(HostError::Internal("component returned without a response".into())),
             Err(join) => Err(HostError::Internal(format!("component task failed: {join}"))),
         },
         Err(_) => {
             task.abort();
             app.metrics.request_timeouts.inc();
-            emit_stderr(app, req_id, &stderr);
             Err(HostError::Deadline(deadline.as_millis()))
         }
+    }
+}
+
+/// Slack after the deadline before the caller stops waiting for the task.
+const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+
+/// How a component call ended without a response.
+enum Failure {
+    /// The request deadline passed (timer or epoch interruption).
+    Deadline,
+    /// The guest trapped; the cause, unredacted.
+    Trap(String),
+}
+
+/// Counts a component call as in flight for as long as it lives, even when the task is aborted.
+struct InFlight(Arc<crate::metrics::Metrics>);
+
+impl InFlight {
+    fn start(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        metrics.in_flight.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.dec();
     }
 }
 

@@ -29,6 +29,7 @@ fn a_runaway_component_is_stopped_at_the_request_deadline() {
     assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(3), "took {took:?}");
     assert_eq!(get(host.addr, "/health").status, 200);
     assert_eq!(host.metric("stock_host_request_timeouts_total"), 1.0);
+    assert_eq!(host.metric("stock_host_in_flight_requests"), 0.0, "the stopped call no longer counts as in flight");
 }
 
 #[test]
