@@ -142,7 +142,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         max_memory_bytes,
         draining: AtomicBool::new(false),
         next_request: AtomicU64::new(1),
-        request_prefix: format!("{:x}", std::process::id()),
+        request_prefix: request_id_prefix(),
     });
     tracing::info!(
         traffic = %traffic_addr,
@@ -154,6 +154,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     server::serve(app, traffic, admin, shutdown_signal()).await;
     Ok(())
+}
+
+/// A per-process prefix for request ids: the pid alone is 1 in every container, so mix in the start time.
+fn request_id_prefix() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
+    format!("{:08x}", nanos ^ std::process::id().rotate_left(16))
 }
 
 /// Resolves on SIGTERM or SIGINT.
