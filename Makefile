@@ -16,7 +16,7 @@ ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component host run run-wasmtime test clean
+.PHONY: bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component host run run-wasmtime test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -63,6 +63,11 @@ run-wasmtime: component prereqs-wasmtime host ## the same component under stock 
 
 test: prereqs build ## install missing tools, build, run every test
 	cargo test --release --workspace --all-targets
+
+check-cargo-component: ## build the component with cargo-component 0.21.1 too (not part of make test: ~6 min install)
+	@cargo component --version 2>/dev/null | grep -q "cargo-component 0.21.1" || cargo install --locked cargo-component --version 0.21.1
+	cargo component build --release -p stock-component
+	@ls -l target/wasm32-wasip1/release/stock_component.wasm
 
 bench: build prereqs-wasmtime ## side-by-side throughput (host, wasmtime serve, native) -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
