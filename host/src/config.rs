@@ -7,7 +7,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use stock_component::core::config::{Scheme, parse_duration_ms, split_url};
+// Defaults shared with the component, so `stock-host` and `wasmtime serve` behave the same unconfigured.
+use stock_component::core::config::{
+    DEFAULT_ALPHAVANTAGE_URL, DEFAULT_BREAKER_THRESHOLD, DEFAULT_NDAYS, DEFAULT_SYMBOL, Scheme, parse_duration_ms, split_url,
+};
 use stock_component::core::model::{Symbol, parse_days};
 
 /// Traffic port of the seed service.
@@ -16,16 +19,8 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_ADMIN_PORT: u16 = 9090;
 /// Where `cargo build --release --target wasm32-wasip2 -p stock-component` puts the component.
 pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/release/stock_component.wasm";
-/// The real Alpha Vantage query endpoint.
-pub const DEFAULT_ALPHAVANTAGE_URL: &str = "https://www.alphavantage.co/query";
-/// The seed's default symbol.
-pub const DEFAULT_SYMBOL: &str = "MSFT";
-/// The seed's default window.
-pub const DEFAULT_NDAYS: u32 = 7;
 /// Five minutes: daily closes change once a day and the free tier allows 25 calls a day.
 pub const DEFAULT_CACHE_TTL: &str = "300";
-/// Five consecutive upstream failures open the breaker.
-pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
 /// Thirty seconds open before a probe.
 pub const DEFAULT_BREAKER_TIMEOUT: &str = "30s";
 /// Ten seconds for one upstream call.
