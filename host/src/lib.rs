@@ -25,6 +25,7 @@ use anyhow::Context;
 use http::HeaderValue;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use stock_component::core::breaker;
 use wasmtime::Engine;
 
 use crate::config::{APIKEY_FILE_POLL, ServeConfig};
@@ -79,12 +80,12 @@ impl App {
 
     /// Copies shared (keyvalue) state into gauges before a scrape: the breaker's state and transitions.
     pub async fn refresh_shared_metrics(&self) {
-        let state = self.kv.get("breaker/state").await.ok().flatten();
+        let state = self.kv.get(breaker::STATE_KEY).await.ok().flatten();
         let mut transitions = Vec::new();
-        for name in ["open", "half-open", "closed"] {
+        for name in breaker::STATE_NAMES {
             let total = self
                 .kv
-                .get(&format!("metrics/breaker_transitions/{name}"))
+                .get(&breaker::transitions_key(name))
                 .await
                 .ok()
                 .flatten()

@@ -152,7 +152,7 @@ impl Metrics {
         for outcome in ["ok", "http_error", "timeout", "error"] {
             self.external_calls.with_label_values(&[outcome]);
         }
-        for state in ["open", "half-open", "closed"] {
+        for state in stock_component::core::breaker::STATE_NAMES {
             self.breaker_transitions.with_label_values(&[state]);
         }
     }

@@ -17,6 +17,8 @@ use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use stock_component::core::breaker::BreakerState;
+
 use crate::App;
 use crate::body::{HostBody, full, static_json};
 use crate::error::HostError;
@@ -203,15 +205,7 @@ fn json_response(status: StatusCode, body: HostBody) -> Response<HostBody> {
 
 /// Sets the breaker gauge and transition counters from what the component keeps in keyvalue.
 pub fn apply_breaker_metrics(metrics: &Metrics, state: Option<&[u8]>, transitions: &[(&str, u64)]) {
-    let state = state.and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("closed");
-    let value = if state.starts_with("open") {
-        1
-    } else if state.starts_with("half-open") {
-        2
-    } else {
-        0
-    };
-    metrics.breaker_state.set(value);
+    metrics.breaker_state.set(state.map_or(BreakerState::Closed, BreakerState::decode).gauge_value());
     for (name, total) in transitions {
         let counter = metrics.breaker_transitions.with_label_values(&[name]);
         let current = counter.get();

@@ -59,16 +59,19 @@ pub fn query_url(base: &str, symbol: &Symbol, apikey: &str) -> String {
     )
 }
 
-/// Replaces the value of `apikey=` in a URL so it can be logged.
-pub fn redact(url: &str) -> String {
-    match url.find("apikey=") {
-        None => url.to_owned(),
-        Some(at) => {
-            let start = at + "apikey=".len();
-            let end = url[start..].find('&').map_or(url.len(), |i| start + i);
-            format!("{}REDACTED{}", &url[..start], &url[end..])
-        }
+/// Replaces the value of every `apikey=` parameter in `text` (a URL or a log line) so it can be logged.
+pub fn redact(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("apikey=") {
+        let start = at + "apikey=".len();
+        out.push_str(&rest[..start]);
+        out.push_str("REDACTED");
+        let end = rest[start..].find(|c: char| c == '&' || c.is_whitespace() || c == '"').map_or(rest.len(), |i| start + i);
+        rest = &rest[end..];
     }
+    out.push_str(rest);
+    out
 }
 
 fn percent_encode(text: &str) -> String {
@@ -197,5 +200,18 @@ mod tests {
         assert_eq!(query_url("http://h/q?x=1", &symbol, "k"), "http://h/q?x=1&function=TIME_SERIES_DAILY&symbol=BRK.B&apikey=k");
         assert_eq!(redact("http://h/q?apikey=abc&symbol=X"), "http://h/q?apikey=REDACTED&symbol=X");
         assert_eq!(redact("http://h/q"), "http://h/q");
+    }
+
+    #[test]
+    fn every_key_in_a_log_line_is_redacted() {
+        for (input, want) in [
+            ("GET /query?function=X&apikey=abc123&symbol=M", "GET /query?function=X&apikey=REDACTED&symbol=M"),
+            ("url=http://h/q?apikey=abc123 outcome=ok", "url=http://h/q?apikey=REDACTED outcome=ok"),
+            ("apikey=a apikey=b", "apikey=REDACTED apikey=REDACTED"),
+            ("no key here", "no key here"),
+            ("{\"u\":\"x?apikey=k\"}", "{\"u\":\"x?apikey=REDACTED\"}"),
+        ] {
+            assert_eq!(redact(input), want);
+        }
     }
 }

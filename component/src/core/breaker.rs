@@ -5,6 +5,13 @@
 pub const STATE_KEY: &str = "breaker/state";
 /// Key of the consecutive-failure counter (an atomics counter).
 pub const FAILURES_KEY: &str = "breaker/failures";
+/// Every state name, as used in transition counters.
+pub const STATE_NAMES: [&str; 3] = ["closed", "open", "half-open"];
+
+/// Key of the counter of transitions into the state named `state` (read by the host's metrics).
+pub fn transitions_key(state: &str) -> String {
+    format!("metrics/breaker_transitions/{state}")
+}
 
 /// The breaker's persisted state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +73,15 @@ impl BreakerState {
             Self::Closed => "closed",
             Self::Open { .. } => "open",
             Self::HalfOpen { .. } => "half-open",
+        }
+    }
+
+    /// The seed's gauge value: 0 closed, 1 open, 2 half-open.
+    pub fn gauge_value(&self) -> i64 {
+        match self {
+            Self::Closed => 0,
+            Self::Open { .. } => 1,
+            Self::HalfOpen { .. } => 2,
         }
     }
 

@@ -190,7 +190,7 @@ fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<
 
 fn transition(env: &impl Env, to: BreakerState) {
     env.kv_set(STATE_KEY, to.encode().as_bytes());
-    env.kv_increment(&format!("metrics/breaker_transitions/{}", to.name()), 1);
+    env.kv_increment(&breaker::transitions_key(to.name()), 1);
     env.log(&format!("circuit breaker state={}", to.name()));
 }
 
