@@ -9,6 +9,7 @@ SHELL := bash
 WASMTIME_VERSION  := 48.0.8
 WASMTIME_FEATURES := run,serve,wasi-http,wasi-config,wasi-keyvalue,component-model,component-model-async,cranelift,pooling-allocator,parallel-compilation,wat,cache,config,logging
 COMPONENT         := target/wasm32-wasip2/release/stock_component.wasm
+FIXTURE           := target/fixtures/stock_component_fixture.wasm
 HOST              := target/release/stock-host
 SIM               := target/release/alphavantage-sim
 PORT              ?= 8080
@@ -16,7 +17,7 @@ ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component host run run-wasmtime test clean
+.PHONY: bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component fixture host lint run run-wasmtime test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -25,6 +26,8 @@ prereqs: prereqs-rust prereqs-wasmtime prereqs-debian ## install missing tools (
 
 prereqs-rust:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
+	@rustup component list --installed | grep -q '^rustfmt' || rustup component add rustfmt
+	@rustup component list --installed | grep -q '^clippy' || rustup component add clippy
 
 prereqs-wasmtime: ## wasmtime-cli $(WASMTIME_VERSION) for `wasmtime serve`
 	@if wasmtime --version 2>/dev/null | grep -q "^wasmtime $(WASMTIME_VERSION)"; then :; else \
@@ -38,8 +41,12 @@ component: prereqs-rust ## build the component (release)
 	cargo build --release --target wasm32-wasip2 -p stock-component
 	@ls -l $(COMPONENT) | awk '{print "component: " $$5 " bytes"}'
 
+fixture: prereqs-rust ## test-only component build (own keyvalue layout, /_fixture/* routes); never shipped
+	cargo build --release --target wasm32-wasip2 -p stock-component --features fixture --target-dir target/fixture-build
+	@mkdir -p $(dir $(FIXTURE)) && cp target/fixture-build/wasm32-wasip2/release/stock_component.wasm $(FIXTURE)
+
 host: ## build stock-host and alphavantage-sim (release)
-	cargo build --release -p stock-host --bins
+	cargo build --release -p stock-host -p alphavantage-sim
 
 build: component host ## build everything
 
@@ -61,7 +68,12 @@ run-wasmtime: component prereqs-wasmtime host ## the same component under stock 
 	  wasmtime serve --addr 0.0.0.0:$(PORT) -S cli -S keyvalue -S config \
 	    -S config-var=apikey=sample-key -S config-var=alphavantage_url=http://127.0.0.1:$(SIM_PORT)/query $(COMPONENT)
 
-test: prereqs build ## install missing tools, build, run every test
+lint: prereqs-rust ## rustfmt and clippy (warnings are errors), native and wasm32
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --target wasm32-wasip2 -p stock-component --all-features -- -D warnings
+
+test: prereqs build fixture lint ## install missing tools, build, check style, run every test
 	cargo test --release --workspace --all-targets
 
 check-cargo-component: ## build the component with cargo-component 0.21.1 too (not part of make test: ~6 min install)

@@ -19,16 +19,31 @@ pub struct EgressPolicy {
     pub metrics: Arc<Metrics>,
 }
 
-type SendFuture = Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>;
+type SendFuture =
+    Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>;
+
+/// `host:port` (host lower-case, port explicit) of an absolute http(s) URI: the one parser behind
+/// both the configured upstream and every outgoing request, so the allowlist cannot disagree with itself.
+pub fn authority_of(uri: &http::Uri) -> Option<String> {
+    let default_port = match uri.scheme_str()? {
+        "https" => 443,
+        "http" => 80,
+        _ => return None,
+    };
+    let authority = uri.authority()?;
+    if authority.as_str().contains('@') || authority.host().is_empty() {
+        return None;
+    }
+    let port = authority.port_u16().unwrap_or(default_port);
+    Some(format!("{}:{port}", authority.host().to_ascii_lowercase()))
+}
+
+/// [`authority_of`] a URL given as text (`ALPHAVANTAGE_URL`).
+pub fn authority_of_url(url: &str) -> Option<String> {
+    authority_of(&url.parse::<http::Uri>().ok()?)
+}
 
 impl EgressPolicy {
-    fn authority_of(request: &http::Request<WasiBody>) -> Option<String> {
-        let uri = request.uri();
-        let authority = uri.authority()?;
-        let port = authority.port_u16().unwrap_or(if uri.scheme() == Some(&http::uri::Scheme::HTTPS) { 443 } else { 80 });
-        Some(format!("{}:{port}", authority.host().to_ascii_lowercase()))
-    }
-
     fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {
         let cap = |asked: Option<Duration>| Some(asked.map_or(self.timeout, |d| d.min(self.timeout)));
         let options = options.unwrap_or_default();
@@ -64,7 +79,7 @@ impl WasiHttpHooks for EgressPolicy {
         fut: Box<dyn Future<Output = Result<(), HttpError>> + Send>,
     ) -> SendFuture {
         drop(fut);
-        let authority = Self::authority_of(&request);
+        let authority = authority_of(request.uri());
         if authority.as_deref() != Some(self.allowed_authority.as_str()) {
             self.metrics.egress_refused.inc();
             tracing::warn!(authority = authority.as_deref().unwrap_or("<none>"), allowed = %self.allowed_authority, "outgoing request refused");
@@ -106,16 +121,30 @@ mod tests {
             ("https://WWW.AlphaVantage.co:443/query", Some("www.alphavantage.co:443")),
             ("http://www.alphavantage.co/query", Some("www.alphavantage.co:80")),
             ("http://127.0.0.1:8081/query", Some("127.0.0.1:8081")),
+            ("http://[::1]:9000/q", Some("[::1]:9000")),
+            ("http://[::1]/q", Some("[::1]:80")),
             ("/relative", None),
         ] {
-            assert_eq!(EgressPolicy::authority_of(&request(uri)).as_deref(), want, "{uri}");
+            assert_eq!(authority_of(request(uri).uri()).as_deref(), want, "{uri}");
+            assert_eq!(authority_of_url(uri).as_deref(), want, "configured and requested URLs parse alike: {uri}");
+        }
+        for url in ["ftp://x/", "http:///x", "http://u@h/", "www.alphavantage.co/query", "not a url"] {
+            assert_eq!(authority_of_url(url), None, "{url}");
         }
     }
 
     #[test]
     fn guest_timeouts_are_capped_by_the_host() {
-        let policy = EgressPolicy { allowed_authority: "h:80".into(), timeout: Duration::from_secs(10), metrics: Arc::new(Metrics::new().expect("metrics")) };
-        let capped = policy.capped(Some(RequestOptions { connect_timeout: Some(Duration::from_secs(60)), first_byte_timeout: Some(Duration::from_secs(2)), between_bytes_timeout: None }));
+        let policy = EgressPolicy {
+            allowed_authority: "h:80".into(),
+            timeout: Duration::from_secs(10),
+            metrics: Arc::new(Metrics::new().expect("metrics")),
+        };
+        let capped = policy.capped(Some(RequestOptions {
+            connect_timeout: Some(Duration::from_secs(60)),
+            first_byte_timeout: Some(Duration::from_secs(2)),
+            between_bytes_timeout: None,
+        }));
         assert_eq!(capped.connect_timeout, Some(Duration::from_secs(10)));
         assert_eq!(capped.first_byte_timeout, Some(Duration::from_secs(2)));
         assert_eq!(capped.between_bytes_timeout, Some(Duration::from_secs(10)));
@@ -124,7 +153,8 @@ mod tests {
     #[test]
     fn refused_requests_are_counted_and_never_sent() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let mut policy = EgressPolicy { allowed_authority: "www.alphavantage.co:443".into(), timeout: Duration::from_secs(1), metrics: metrics.clone() };
+        let mut policy =
+            EgressPolicy { allowed_authority: "www.alphavantage.co:443".into(), timeout: Duration::from_secs(1), metrics: metrics.clone() };
         let future = policy.send_request(request("https://evil.example/steal"), None, Box::new(std::future::ready(Ok(()))));
         let result = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(Box::into_pin(future));
         assert!(matches!(result, Err(HttpError::HttpRequestDenied)));

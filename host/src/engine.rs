@@ -9,11 +9,12 @@ use std::time::Duration;
 
 use anyhow::Context;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
-use wasmtime_wasi_http::p2::bindings::ProxyPre;
+use wasmtime::component::{Component, InstancePre, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
+use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
 use crate::state::RequestState;
+use crate::status::{Status, StatusIndices};
 
 /// Epoch tick: the granularity of the per-request deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -30,10 +31,7 @@ pub fn build_engine(max_concurrency: u32, max_memory_bytes: usize) -> anyhow::Re
         .total_stacks(max_concurrency)
         .max_memory_size(max_memory_bytes);
     let mut config = Config::new();
-    config
-        .wasm_component_model(true)
-        .epoch_interruption(true)
-        .allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
+    config.wasm_component_model(true).epoch_interruption(true).allocation_strategy(InstanceAllocationStrategy::Pooling(pooling));
     Engine::new(&config).map_err(anyhow::Error::from).context("cannot create the wasmtime engine (pooling allocator)")
 }
 
@@ -48,27 +46,43 @@ pub fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RequestState>> {
     Ok(linker)
 }
 
-/// A compiled, linked component ready to instantiate per request.
+/// A compiled, linked and checked component build, instantiated per request.
 pub struct LoadedComponent {
-    /// Pre-instantiated proxy.
-    pub pre: ProxyPre<RequestState>,
-    /// First 12 hex digits of the sha256 of the component file.
+    pre: InstancePre<RequestState>,
+    proxy: ProxyIndices,
+    status: StatusIndices,
+    /// First 12 hex digits of the sha256 of the component's bytes.
     pub version: String,
 }
 
-/// Reads, compiles, links and checks the component at `path`.
+impl LoadedComponent {
+    /// A new instance of this build in `store`, with both of its exports the host calls.
+    pub async fn instantiate(&self, store: &mut Store<RequestState>) -> wasmtime::Result<(Proxy, Status)> {
+        let instance = self.pre.instantiate_async(&mut *store).await?;
+        let proxy = self.proxy.load(&mut *store, &instance)?;
+        let status = self.status.load(&mut *store, &instance)?;
+        Ok((proxy, status))
+    }
+}
+
+/// Reads, compiles, links and checks the component at `path`: each step names itself when it fails.
 pub fn load_component(engine: &Engine, linker: &Linker<RequestState>, path: &Path) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
     let version = short_version(&bytes);
-    let component = Component::new(engine, &bytes).map_err(anyhow::Error::from).with_context(|| format!("cannot compile component {} (if memory is mentioned, raise MAX_MEMORY_MIB)", path.display()))?;
-    let instance_pre = linker
+    let component = Component::new(engine, &bytes)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("cannot compile component {} (if memory is mentioned, raise MAX_MEMORY_MIB)", path.display()))?;
+    let pre = linker
         .instantiate_pre(&component)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("component {} imports something this host does not provide", path.display()))?;
-    let pre = ProxyPre::new(instance_pre)
+    let proxy = ProxyIndices::new(&pre)
         .map_err(anyhow::Error::from)
         .with_context(|| format!("component {} does not export wasi:http/incoming-handler", path.display()))?;
-    Ok(LoadedComponent { pre, version })
+    let status = StatusIndices::new(&pre)
+        .map_err(anyhow::Error::from)
+        .with_context(|| format!("component {} does not export stock:service/status", path.display()))?;
+    Ok(LoadedComponent { pre, proxy, status, version })
 }
 
 /// `sha256(bytes)` as 12 lower-case hex digits.
@@ -83,8 +97,9 @@ pub struct EpochTicker {
 }
 
 impl EpochTicker {
-    /// Starts ticking `engine` every [`EPOCH_TICK`].
-    pub fn spawn(engine: Engine) -> Self {
+    /// Starts ticking `engine` every [`EPOCH_TICK`]; without it no deadline would ever fire, so a
+    /// thread that cannot start is a startup error.
+    pub fn spawn(engine: Engine) -> anyhow::Result<Self> {
         let stop = Arc::new(AtomicBool::new(false));
         let thread = std::thread::Builder::new()
             .name("epoch-ticker".into())
@@ -97,8 +112,8 @@ impl EpochTicker {
                     }
                 }
             })
-            .ok();
-        Self { stop, thread }
+            .context("cannot start the epoch ticker thread that enforces request deadlines")?;
+        Ok(Self { stop, thread: Some(thread) })
     }
 }
 

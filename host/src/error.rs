@@ -3,10 +3,9 @@
 use bytes::Bytes;
 use http::{HeaderValue, Response, StatusCode, header};
 
-use crate::body::{HostBody, full};
+use stock_shared::problem::{PROBLEM_JSON, ProblemDoc};
 
-/// Base of problem `type` URIs (shared with the component).
-pub const PROBLEM_BASE: &str = "https://stock-service.dev/problems/";
+use crate::body::{HostBody, full};
 
 /// What can go wrong in the host itself.
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +52,12 @@ impl HostError {
         if status.is_server_error() {
             tracing::warn!(req_id, status = status.as_u16(), problem = slug, cause, "request failed in the host");
         }
-        let body = serde_json::json!({
-            "type": format!("{PROBLEM_BASE}{slug}"),
-            "title": title,
-            "status": status.as_u16(),
-            "detail": self.to_string(),
-            "instance": instance,
-        })
-        .to_string();
+        let detail = self.to_string();
+        let body = ProblemDoc { status: status.as_u16(), slug, title, detail: &detail, instance }.to_json();
         let mut response = Response::new(full(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
-        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/problem+json"));
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));

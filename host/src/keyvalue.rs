@@ -1,12 +1,15 @@
-//! `wasi:keyvalue` (store, atomics, batch) implemented over one shared [`KvStore`], so every instance
-//! and every request sees one cache and one breaker. The in-memory store is bounded; Redis can slot in
-//! behind the same trait.
+//! `wasi:keyvalue` (store, atomics, batch) over the host's shared [`Buckets`], so every instance and
+//! every request sees one cache and one breaker. Only the `cache` bucket is evicted; the state bucket
+//! (breaker, tickets, quota) never is. Redis can slot in behind the same [`KvStore`] trait.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
+use lru::LruCache;
+use stock_shared::keyvalue::{CACHE_BUCKET, STATE_BUCKET};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::metrics::Metrics;
@@ -33,7 +36,7 @@ pub const MAX_VALUE_BYTES: usize = 1024 * 1024;
 /// A keyvalue failure, as the guest sees it.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
-    /// The bucket name is not served.
+    /// The bucket name is not one the host serves.
     #[error("no such store")]
     NoSuchStore,
     /// Anything else (backend down, value too large, not a counter).
@@ -63,124 +66,175 @@ pub trait KvStore: Send + Sync + 'static {
     fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, ()>;
     /// Adds `delta` to the decimal counter at `key` (absent = 0) and returns the new value.
     fn increment<'a>(&'a self, key: &'a str, delta: u64) -> KvFuture<'a, u64>;
-    /// Keys starting with `prefix`.
-    fn keys<'a>(&'a self, prefix: &'a str) -> KvFuture<'a, Vec<String>>;
+    /// Every key.
+    fn keys(&self) -> KvFuture<'_, Vec<String>>;
 }
 
-/// In-process store: a map bounded by entry count, evicting the least recently used key.
-pub struct MemoryStore {
-    max_entries: usize,
-    inner: Mutex<MemoryInner>,
+/// Keys the in-memory state bucket holds at most. State is small (a breaker, tickets, a counter a
+/// day); the cap only stops a runaway build, by refusing new keys: state is never evicted.
+pub const MAX_STATE_KEYS: usize = 100_000;
+
+/// The buckets the host serves (see `stock_shared::keyvalue`): evictable cache and durable state.
+#[derive(Clone)]
+pub struct Buckets {
+    /// Never evicted.
+    pub state: Arc<dyn KvStore>,
+    /// Evicted least recently used first.
+    pub cache: Arc<dyn KvStore>,
 }
 
-#[derive(Default)]
-struct MemoryInner {
-    entries: HashMap<String, (Vec<u8>, u64)>,
-    clock: u64,
-}
-
-impl MemoryInner {
-    fn touch(&mut self) -> u64 {
-        self.clock += 1;
-        self.clock
+impl Buckets {
+    /// In-process buckets: the cache bounded to `cache_entries` keys, the state to [`MAX_STATE_KEYS`].
+    pub fn in_memory(cache_entries: usize) -> Self {
+        Self { state: Arc::new(MemoryState::new(MAX_STATE_KEYS)), cache: Arc::new(MemoryCache::new(cache_entries)) }
     }
 
-    fn insert(&mut self, key: &str, value: Vec<u8>, max_entries: usize) {
-        let now = self.touch();
-        if !self.entries.contains_key(key) && self.entries.len() >= max_entries {
-            let oldest = self.entries.iter().min_by_key(|(_, (_, used))| *used).map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                self.entries.remove(&oldest);
-            }
+    fn by_name(&self, name: &str) -> Option<&Arc<dyn KvStore>> {
+        match name {
+            STATE_BUCKET => Some(&self.state),
+            CACHE_BUCKET => Some(&self.cache),
+            _ => None,
         }
-        self.entries.insert(key.to_owned(), (value, now));
     }
 }
 
-impl MemoryStore {
-    /// A store holding at most `max_entries` keys.
+/// Adds `delta` to the decimal counter text in `current` (absent = 0), like wasmtime's and Redis's `INCRBY`.
+fn incremented(key: &str, current: Option<&[u8]>, delta: u64) -> Result<u64, KvError> {
+    let current = match current {
+        None => 0,
+        Some(value) => std::str::from_utf8(value)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| KvError::Other(format!("value at {key} is not a counter")))?,
+    };
+    current.checked_add(delta).ok_or_else(|| KvError::Other("counter overflow".into()))
+}
+
+fn check_size(value: &[u8]) -> Result<(), KvError> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(KvError::Other(format!("value larger than {MAX_VALUE_BYTES} bytes")));
+    }
+    Ok(())
+}
+
+/// Runs `f` on the value behind `lock` and wraps the result as a ready [`KvFuture`].
+fn locked<'a, S, T: Send + 'static>(lock: &Mutex<S>, f: impl FnOnce(&mut S) -> Result<T, KvError>) -> KvFuture<'a, T> {
+    // A poisoned lock only means another request panicked mid-update; the map itself is still usable.
+    let mut inner = lock.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    Box::pin(std::future::ready(f(&mut inner)))
+}
+
+/// In-process cache bucket: at most a fixed number of keys, the least recently used evicted first.
+pub struct MemoryCache {
+    entries: Mutex<LruCache<String, Vec<u8>>>,
+}
+
+impl MemoryCache {
+    /// A cache holding at most `max_entries` keys (at least one).
     pub fn new(max_entries: usize) -> Self {
-        Self { max_entries: max_entries.max(1), inner: Mutex::new(MemoryInner::default()) }
-    }
-
-    fn with<T>(&self, f: impl FnOnce(&mut MemoryInner) -> Result<T, KvError>) -> KvFuture<'_, T>
-    where
-        T: Send + 'static,
-    {
-        // A poisoned lock only means another request panicked mid-update; the map itself is still usable.
-        let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let result = f(&mut inner);
-        Box::pin(std::future::ready(result))
+        Self { entries: Mutex::new(LruCache::new(NonZeroUsize::new(max_entries).unwrap_or(NonZeroUsize::MIN))) }
     }
 }
 
-impl KvStore for MemoryStore {
+impl KvStore for MemoryCache {
     fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
-        self.with(|inner| {
-            let now = inner.touch();
-            Ok(inner.entries.get_mut(key).map(|(value, used)| {
-                *used = now;
-                value.clone()
-            }))
-        })
+        locked(&self.entries, |entries| Ok(entries.get(key).cloned()))
     }
 
     fn set<'a>(&'a self, key: &'a str, value: Vec<u8>) -> KvFuture<'a, ()> {
-        let max = self.max_entries;
-        self.with(move |inner| {
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(KvError::Other(format!("value larger than {MAX_VALUE_BYTES} bytes")));
-            }
-            inner.insert(key, value, max);
+        locked(&self.entries, move |entries| {
+            check_size(&value)?;
+            entries.put(key.to_owned(), value);
             Ok(())
         })
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, ()> {
-        self.with(|inner| {
-            inner.entries.remove(key);
+        locked(&self.entries, |entries| {
+            entries.pop(key);
             Ok(())
         })
     }
 
     fn increment<'a>(&'a self, key: &'a str, delta: u64) -> KvFuture<'a, u64> {
-        let max = self.max_entries;
-        self.with(move |inner| {
-            let current = match inner.entries.get(key) {
-                None => 0,
-                Some((value, _)) => std::str::from_utf8(value)
-                    .ok()
-                    .and_then(|s| s.parse::<u64>().ok())
-                    .ok_or_else(|| KvError::Other(format!("value at {key} is not a counter")))?,
-            };
-            let next = current.checked_add(delta).ok_or_else(|| KvError::Other("counter overflow".into()))?;
-            inner.insert(key, next.to_string().into_bytes(), max);
+        locked(&self.entries, move |entries| {
+            let next = incremented(key, entries.get(key).map(Vec::as_slice), delta)?;
+            entries.put(key.to_owned(), next.to_string().into_bytes());
             Ok(next)
         })
     }
 
-    fn keys<'a>(&'a self, prefix: &'a str) -> KvFuture<'a, Vec<String>> {
-        self.with(|inner| Ok(inner.entries.keys().filter(|k| k.starts_with(prefix)).cloned().collect()))
+    fn keys(&self) -> KvFuture<'_, Vec<String>> {
+        locked(&self.entries, |entries| Ok(entries.iter().map(|(k, _)| k.clone()).collect()))
     }
 }
 
-/// An open bucket: a key prefix in the shared store (`""` is the default bucket, no prefix).
+/// In-process state bucket: never evicts; refuses new keys past its cap.
+pub struct MemoryState {
+    max_keys: usize,
+    entries: Mutex<HashMap<String, Vec<u8>>>,
+}
+
+impl MemoryState {
+    /// A state bucket that refuses new keys once it holds `max_keys`.
+    pub fn new(max_keys: usize) -> Self {
+        Self { max_keys, entries: Mutex::new(HashMap::new()) }
+    }
+}
+
+fn insert_bounded(entries: &mut HashMap<String, Vec<u8>>, max_keys: usize, key: &str, value: Vec<u8>) -> Result<(), KvError> {
+    if !entries.contains_key(key) && entries.len() >= max_keys {
+        return Err(KvError::Other(format!("state bucket is full ({max_keys} keys)")));
+    }
+    entries.insert(key.to_owned(), value);
+    Ok(())
+}
+
+impl KvStore for MemoryState {
+    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        locked(&self.entries, |entries| Ok(entries.get(key).cloned()))
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>) -> KvFuture<'a, ()> {
+        let max_keys = self.max_keys;
+        locked(&self.entries, move |entries| {
+            check_size(&value)?;
+            insert_bounded(entries, max_keys, key, value)
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, ()> {
+        locked(&self.entries, |entries| {
+            entries.remove(key);
+            Ok(())
+        })
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, delta: u64) -> KvFuture<'a, u64> {
+        let max_keys = self.max_keys;
+        locked(&self.entries, move |entries| {
+            let next = incremented(key, entries.get(key).map(Vec::as_slice), delta)?;
+            insert_bounded(entries, max_keys, key, next.to_string().into_bytes())?;
+            Ok(next)
+        })
+    }
+
+    fn keys(&self) -> KvFuture<'_, Vec<String>> {
+        locked(&self.entries, |entries| Ok(entries.keys().cloned().collect()))
+    }
+}
+
+/// An open bucket: the store behind one of the [`Buckets`].
 pub struct Bucket {
-    prefix: String,
-}
-
-impl Bucket {
-    fn key(&self, key: &str) -> String {
-        format!("{}{key}", self.prefix)
-    }
+    store: Arc<dyn KvStore>,
 }
 
 /// The keyvalue view of one request's store.
 pub struct KvView<'a> {
     /// The request's resource table.
     pub table: &'a mut ResourceTable,
-    /// The shared store.
-    pub store: &'a Arc<dyn KvStore>,
+    /// The shared buckets.
+    pub buckets: &'a Buckets,
     /// Where operation counts go.
     pub metrics: &'a Metrics,
 }
@@ -209,8 +263,8 @@ pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, view: fn(&mut T)
 
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
-        let prefix = if identifier.is_empty() { String::new() } else { format!("{identifier}/") };
-        Ok(self.table.push(Bucket { prefix })?)
+        let store = self.buckets.by_name(&identifier).ok_or(KvError::NoSuchStore)?.clone();
+        Ok(self.table.push(Bucket { store })?)
     }
 
     fn convert_error(&mut self, error: KvError) -> wasmtime::Result<store::Error> {
@@ -224,39 +278,38 @@ impl store::Host for KvView<'_> {
 
 impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
-        let key = self.table.get(&bucket)?.key(&key);
-        let result = self.store.get(&key).await;
+        let store = self.table.get(&bucket)?.store.clone();
+        let result = store.get(&key).await;
         self.count("get", &result);
         result
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), KvError> {
-        let key = self.table.get(&bucket)?.key(&key);
-        let result = self.store.set(&key, value).await;
+        let store = self.table.get(&bucket)?.store.clone();
+        let result = store.set(&key, value).await;
         self.count("set", &result);
         result
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
-        let key = self.table.get(&bucket)?.key(&key);
-        let result = self.store.delete(&key).await;
+        let store = self.table.get(&bucket)?.store.clone();
+        let result = store.delete(&key).await;
         self.count("delete", &result);
         result
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
-        let key = self.table.get(&bucket)?.key(&key);
-        let result = self.store.get(&key).await.map(|v| v.is_some());
+        let store = self.table.get(&bucket)?.store.clone();
+        let result = store.get(&key).await.map(|v| v.is_some());
         self.count("exists", &result);
         result
     }
 
     async fn list_keys(&mut self, bucket: Resource<Bucket>, _cursor: Option<u64>) -> Result<store::KeyResponse, KvError> {
-        let prefix = self.table.get(&bucket)?.prefix.clone();
-        let result = self.store.keys(&prefix).await;
+        let store = self.table.get(&bucket)?.store.clone();
+        let result = store.keys().await;
         self.count("list_keys", &result);
-        let keys = result?.into_iter().map(|k| k[prefix.len()..].to_owned()).collect();
-        Ok(store::KeyResponse { keys, cursor: None })
+        Ok(store::KeyResponse { keys: result?, cursor: None })
     }
 
     async fn drop(&mut self, bucket: Resource<Bucket>) -> wasmtime::Result<()> {
@@ -267,8 +320,8 @@ impl store::HostBucket for KvView<'_> {
 
 impl atomics::Host for KvView<'_> {
     async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64, KvError> {
-        let key = self.table.get(&bucket)?.key(&key);
-        let result = self.store.increment(&key, delta).await;
+        let store = self.table.get(&bucket)?.store.clone();
+        let result = store.increment(&key, delta).await;
         self.count("increment", &result);
         result
     }
@@ -278,8 +331,8 @@ impl batch::Host for KvView<'_> {
     async fn get_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<Vec<Option<(String, Vec<u8>)>>, KvError> {
         let mut out = Vec::with_capacity(keys.len());
         for key in keys {
-            let full = self.table.get(&bucket)?.key(&key);
-            let result = self.store.get(&full).await;
+            let store = self.table.get(&bucket)?.store.clone();
+            let result = store.get(&key).await;
             self.count("get", &result);
             out.push(result?.map(|value| (key, value)));
         }
@@ -288,8 +341,8 @@ impl batch::Host for KvView<'_> {
 
     async fn set_many(&mut self, bucket: Resource<Bucket>, key_values: Vec<(String, Vec<u8>)>) -> Result<(), KvError> {
         for (key, value) in key_values {
-            let full = self.table.get(&bucket)?.key(&key);
-            let result = self.store.set(&full, value).await;
+            let store = self.table.get(&bucket)?.store.clone();
+            let result = store.set(&key, value).await;
             self.count("set", &result);
             result?;
         }
@@ -298,8 +351,8 @@ impl batch::Host for KvView<'_> {
 
     async fn delete_many(&mut self, bucket: Resource<Bucket>, keys: Vec<String>) -> Result<(), KvError> {
         for key in keys {
-            let full = self.table.get(&bucket)?.key(&key);
-            let result = self.store.delete(&full).await;
+            let store = self.table.get(&bucket)?.store.clone();
+            let result = store.delete(&key).await;
             self.count("delete", &result);
             result?;
         }
@@ -317,17 +370,18 @@ mod tests {
 
     #[test]
     fn counters_are_decimal_text_like_wasmtime_and_redis() {
-        let store = MemoryStore::new(10);
-        assert_eq!(run(store.increment("c", 2)).expect("ok"), 2);
-        assert_eq!(run(store.increment("c", 3)).expect("ok"), 5);
-        assert_eq!(run(store.get("c")).expect("ok"), Some(b"5".to_vec()));
-        run(store.set("x", b"abc".to_vec())).expect("ok");
-        assert!(run(store.increment("x", 1)).is_err(), "non-counter values are not incremented");
+        for store in [&MemoryCache::new(10) as &dyn KvStore, &MemoryState::new(10)] {
+            assert_eq!(run(store.increment("c", 2)).expect("ok"), 2);
+            assert_eq!(run(store.increment("c", 3)).expect("ok"), 5);
+            assert_eq!(run(store.get("c")).expect("ok"), Some(b"5".to_vec()));
+            run(store.set("x", b"abc".to_vec())).expect("ok");
+            assert!(run(store.increment("x", 1)).is_err(), "non-counter values are not incremented");
+        }
     }
 
     #[test]
-    fn the_least_recently_used_key_is_evicted_at_the_bound() {
-        let store = MemoryStore::new(2);
+    fn the_cache_evicts_the_least_recently_used_key_at_its_bound() {
+        let store = MemoryCache::new(2);
         run(store.set("a", vec![1])).expect("ok");
         run(store.set("b", vec![2])).expect("ok");
         run(store.get("a")).expect("ok");
@@ -338,8 +392,31 @@ mod tests {
     }
 
     #[test]
+    fn state_is_never_evicted_new_keys_are_refused_when_full() {
+        let store = MemoryState::new(2);
+        run(store.set("breaker", b"open:1".to_vec())).expect("ok");
+        run(store.increment("tickets", 1)).expect("ok");
+        assert!(run(store.set("third", vec![3])).is_err(), "full: a new key is refused");
+        assert!(run(store.increment("fourth", 1)).is_err(), "full: a new counter is refused");
+        run(store.set("breaker", b"closed".to_vec())).expect("existing keys still change");
+        assert_eq!(run(store.increment("tickets", 1)).expect("ok"), 2);
+        assert_eq!(run(store.get("breaker")).expect("ok"), Some(b"closed".to_vec()));
+        run(store.delete("tickets")).expect("ok");
+        run(store.set("third", vec![3])).expect("room again after a delete");
+    }
+
+    #[test]
+    fn buckets_are_found_by_their_shared_names_only() {
+        let buckets = Buckets::in_memory(4);
+        assert!(buckets.by_name(STATE_BUCKET).is_some_and(|s| Arc::ptr_eq(s, &buckets.state)));
+        assert!(buckets.by_name(CACHE_BUCKET).is_some_and(|s| Arc::ptr_eq(s, &buckets.cache)));
+        assert!(buckets.by_name("other").is_none());
+    }
+
+    #[test]
     fn oversized_values_are_refused() {
-        let store = MemoryStore::new(2);
-        assert!(run(store.set("big", vec![0; MAX_VALUE_BYTES + 1])).is_err());
+        for store in [&MemoryCache::new(2) as &dyn KvStore, &MemoryState::new(2)] {
+            assert!(run(store.set("big", vec![0; MAX_VALUE_BYTES + 1])).is_err());
+        }
     }
 }

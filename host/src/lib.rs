@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod secrets;
 pub mod server;
 pub mod state;
+pub mod status;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
@@ -23,24 +24,26 @@ use std::time::Duration;
 
 use anyhow::Context;
 use http::HeaderValue;
+use stock_shared::settings;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
-use stock_component::core::breaker;
 use wasmtime::Engine;
 
-use crate::config::{APIKEY_FILE_POLL, ServeConfig};
+use crate::config::{APIKEY_FILE_POLL, KvBackend, ServeConfig};
 use crate::egress::EgressPolicy;
 use crate::engine::{EpochTicker, LoadedComponent, build_engine, build_linker, load_component};
-use crate::keyvalue::{KvStore, MemoryStore};
+use crate::handler::build_report;
+use crate::keyvalue::Buckets;
 use crate::metrics::Metrics;
 use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
+use crate::status::ConfigProblem;
 
 /// Shared state of the running host.
 pub struct App {
     engine: Engine,
     component: RwLock<Arc<LoadedComponent>>,
     component_config: Arc<ComponentConfig>,
-    kv: Arc<dyn KvStore>,
+    kv: Buckets,
     metrics: Arc<Metrics>,
     egress: EgressPolicy,
     slots: Arc<Semaphore>,
@@ -78,24 +81,25 @@ impl App {
         }
     }
 
-    /// Copies shared (keyvalue) state into gauges before a scrape: the breaker's state and transitions.
-    pub async fn refresh_shared_metrics(&self) {
-        let state = self.kv.get(breaker::STATE_KEY).await.ok().flatten();
-        let mut transitions = Vec::new();
-        for name in breaker::STATE_NAMES {
-            let total = self
-                .kv
-                .get(&breaker::transitions_key(name))
-                .await
-                .ok()
-                .flatten()
-                .and_then(|b| String::from_utf8(b).ok())
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
-            transitions.push((name, total));
+    /// Asks the running build for its breaker (through `stock:service/status`) before a scrape.
+    pub async fn refresh_build_metrics(&self) {
+        let component = self.component();
+        match build_report(self, &component).await {
+            Ok(report) => server::apply_breaker_metrics(&self.metrics, &report.breaker),
+            Err(error) => {
+                tracing::warn!(version = %component.version, error = %format!("{error:#}"), "the running build did not report its status")
+            }
         }
-        server::apply_breaker_metrics(&self.metrics, state.as_deref(), &transitions);
     }
+}
+
+/// One line naming each setting the build refused, by the environment variable that feeds it.
+fn describe_config_problems(problems: &[ConfigProblem]) -> String {
+    let each = problems.iter().map(|p| match settings::by_key(&p.key) {
+        Some(setting) => format!("{}: {}", setting.env, p.reason),
+        None => format!("{} (wasi:config): {}", p.key, p.reason),
+    });
+    each.collect::<Vec<_>>().join("; ")
 }
 
 /// Validates `config`, loads the component, binds both ports and serves until SIGTERM/SIGINT.
@@ -109,7 +113,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         tracing::warn!("no APIKEY or APIKEY_FILE: price requests will answer 503 until a key is configured");
     }
     if config.request_timeout <= config.upstream_timeout {
-        tracing::warn!(request_timeout_ms = config.request_timeout.as_millis() as u64, upstream_timeout_ms = config.upstream_timeout.as_millis() as u64, "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host");
+        tracing::warn!(
+            request_timeout_ms = config.request_timeout.as_millis() as u64,
+            upstream_timeout_ms = config.upstream_timeout.as_millis() as u64,
+            "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host"
+        );
     }
     let max_memory_bytes = usize::try_from(config.max_memory_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
     let engine = build_engine(config.max_concurrency, max_memory_bytes)?;
@@ -118,23 +126,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
     metrics.component_info.with_label_values(&[&component.version]).set(1);
     let component_config = Arc::new(ComponentConfig::new(&config, apikey.clone()));
-    let _key_watcher = config
-        .apikey_file
-        .clone()
-        .map(|path| KeyFileWatcher::spawn(path, component_config.clone(), apikey, APIKEY_FILE_POLL));
-    let _ticker = EpochTicker::spawn(engine.clone());
-
-    let traffic = TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
-    let admin = TcpListener::bind(config.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", config.admin_addr()))?;
-    let traffic_addr = traffic.local_addr()?;
-    let admin_addr = admin.local_addr()?;
+    let _key_watcher =
+        config.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, component_config.clone(), apikey, APIKEY_FILE_POLL));
+    let _ticker = EpochTicker::spawn(engine.clone())?;
 
     let app = Arc::new(App {
         egress: EgressPolicy { allowed_authority: config.upstream_authority(), timeout: config.upstream_timeout, metrics: metrics.clone() },
         engine,
         component: RwLock::new(Arc::new(component)),
         component_config,
-        kv: Arc::new(MemoryStore::new(config.kv_max_entries)),
+        kv: match config.kv_url {
+            KvBackend::Memory => Buckets::in_memory(config.kv_max_entries),
+        },
         metrics,
         slots: Arc::new(Semaphore::new(usize::try_from(config.max_concurrency).unwrap_or(1))),
         request_timeout: config.request_timeout,
@@ -145,6 +148,19 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         next_request: AtomicU64::new(1),
         request_prefix: request_id_prefix(),
     });
+    // The smoke test: the build answers its status export and accepts this configuration.
+    let report = build_report(&app, &app.component()).await.context("the component does not answer stock:service/status")?;
+    if !report.config_problems.is_empty() {
+        anyhow::bail!("invalid configuration: {}", describe_config_problems(&report.config_problems));
+    }
+    server::apply_breaker_metrics(&app.metrics, &report.breaker);
+
+    let traffic =
+        TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
+    let admin =
+        TcpListener::bind(config.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", config.admin_addr()))?;
+    let traffic_addr = traffic.local_addr()?;
+    let admin_addr = admin.local_addr()?;
     tracing::info!(
         traffic = %traffic_addr,
         admin = %admin_addr,

@@ -1,7 +1,9 @@
 //! Every metric name and label in one place, the registry, and the `/metrics` text.
 //! `stock_api_*` keep the seed service's names so its dashboards keep working.
 
-use prometheus::{Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+};
 
 /// Requests answered, by route template and status.
 pub const REQUESTS_TOTAL: &str = "stock_api_requests_total";
@@ -48,6 +50,8 @@ pub const LABEL_OP: &str = "op";
 pub const LABEL_RESULT: &str = "result";
 /// Label: breaker state.
 pub const LABEL_STATE: &str = "state";
+/// Values of [`LABEL_STATE`]: the seed's breaker states.
+pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half-open"];
 /// Label: component version (sha256 prefix).
 pub const LABEL_VERSION: &str = "version";
 
@@ -131,7 +135,11 @@ impl Metrics {
             cache_misses: counter(CACHE_MISSES_TOTAL, "Price answers that needed the upstream.")?,
             cache_stale: counter(CACHE_STALE_TOTAL, "Price answers served stale because the upstream failed.")?,
             breaker_state: gauge(CIRCUIT_BREAKER_STATE, "Circuit breaker state: 0 closed, 1 open, 2 half-open.")?,
-            breaker_transitions: counter_vec(CIRCUIT_BREAKER_TRANSITIONS_TOTAL, "Circuit breaker transitions, by target state.", &[LABEL_STATE])?,
+            breaker_transitions: counter_vec(
+                CIRCUIT_BREAKER_TRANSITIONS_TOTAL,
+                "Circuit breaker transitions, by target state.",
+                &[LABEL_STATE],
+            )?,
             external_calls: counter_vec(EXTERNAL_CALLS_TOTAL, "Upstream calls, by outcome.", &[LABEL_OUTCOME])?,
             external_call_duration: histogram(EXTERNAL_CALL_DURATION_SECONDS, "Upstream call time to the response head.", LATENCY_BUCKETS)?,
             component_info,
@@ -152,7 +160,7 @@ impl Metrics {
         for outcome in ["ok", "http_error", "timeout", "error"] {
             self.external_calls.with_label_values(&[outcome]);
         }
-        for state in stock_component::core::breaker::STATE_NAMES {
+        for state in BREAKER_STATES {
             self.breaker_transitions.with_label_values(&[state]);
         }
     }

@@ -8,39 +8,56 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 use wasmtime_wasi_config::WasiConfigVariables;
 
-use stock_component::core::alphavantage::redact;
+use stock_shared::redact::{REDACTED, query_secrets};
+use stock_shared::settings;
 
 use crate::config::{ServeConfig, config_duration};
 
-/// Text that replaces a secret in logs.
-pub const REDACTED: &str = "REDACTED";
+/// One consistent set of variables: the pairs, and the same pairs as wasmtime wants them.
+struct Snapshot {
+    pairs: Vec<(String, String)>,
+    variables: Arc<WasiConfigVariables>,
+}
 
 /// The `wasi:config` variables every request sees; swapped whole when the key changes.
 pub struct ComponentConfig {
     base: Vec<(String, String)>,
-    current: RwLock<Arc<WasiConfigVariables>>,
+    current: RwLock<Arc<Snapshot>>,
     keys: RwLock<Vec<String>>,
 }
 
 impl ComponentConfig {
     /// Builds the variables from the validated configuration and the initial key.
     pub fn new(config: &ServeConfig, apikey: Option<String>) -> Self {
-        let base = vec![
-            ("alphavantage_url".to_owned(), config.alphavantage_url.clone()),
-            ("symbol".to_owned(), config.symbol.clone()),
-            ("ndays".to_owned(), config.ndays.to_string()),
-            ("cache_ttl".to_owned(), config_duration(config.cache_ttl)),
-            ("upstream_timeout".to_owned(), config_duration(config.upstream_timeout)),
-            ("breaker_threshold".to_owned(), config.circuit_breaker_threshold.to_string()),
-            ("breaker_timeout".to_owned(), config_duration(config.circuit_breaker_timeout)),
-        ];
-        let this = Self { base, current: RwLock::new(Arc::new(WasiConfigVariables::new())), keys: RwLock::new(Vec::new()) };
+        let base = [
+            (settings::ALPHAVANTAGE_URL, config.alphavantage_url.clone()),
+            (settings::SYMBOL, config.symbol.clone()),
+            (settings::NDAYS, config.ndays.clone()),
+            (settings::CACHE_TTL, config_duration(config.cache_ttl)),
+            (settings::UPSTREAM_TIMEOUT, config_duration(config.upstream_timeout)),
+            (settings::BREAKER_THRESHOLD, config.circuit_breaker_threshold.clone()),
+            (settings::BREAKER_TIMEOUT, config_duration(config.circuit_breaker_timeout)),
+        ]
+        .into_iter()
+        .map(|(setting, value)| (setting.key.to_owned(), value))
+        .collect();
+        let empty = Snapshot { pairs: Vec::new(), variables: Arc::new(WasiConfigVariables::new()) };
+        let this = Self { base, current: RwLock::new(Arc::new(empty)), keys: RwLock::new(Vec::new()) };
         this.set_key(apikey);
         this
     }
 
     /// The variables for a new request.
     pub fn variables(&self) -> Arc<WasiConfigVariables> {
+        self.snapshot().variables.clone()
+    }
+
+    /// The `wasi:config` pairs new requests see.
+    pub fn pairs(&self) -> Vec<(String, String)> {
+        self.snapshot().pairs.clone()
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
         self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
@@ -52,14 +69,15 @@ impl ComponentConfig {
             if !keys.contains(&key) {
                 keys.push(key.clone());
             }
-            pairs.push(("apikey".to_owned(), key));
+            pairs.push((settings::APIKEY.key.to_owned(), key));
         }
-        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(pairs.into_iter().collect());
+        let variables = Arc::new(pairs.iter().cloned().collect());
+        *self.current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(Snapshot { pairs, variables });
     }
 
     /// `text` with every key this process has held, and any `apikey=` query value, replaced.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = redact(text);
+        let mut out = query_secrets(text);
         for key in self.keys.read().unwrap_or_else(|p| p.into_inner()).iter() {
             if out.contains(key.as_str()) {
                 out = out.replace(key.as_str(), REDACTED);
@@ -124,13 +142,27 @@ mod tests {
 
     #[test]
     fn every_key_ever_held_is_scrubbed() {
-        let config = ServeConfig::clone(&test_config());
-        let component = ComponentConfig::new(&config, Some("first-key".into()));
+        let component = ComponentConfig::new(&test_config(), Some("first-key".into()));
         component.set_key(Some("second-key".into()));
         assert_eq!(component.redact("a first-key b second-key"), "a REDACTED b REDACTED");
         assert_eq!(component.redact("url=h/q?apikey=other-key"), "url=h/q?apikey=REDACTED");
-        let vars = component.variables();
-        let _ = vars; // the variables are opaque; the integration tests check what the component sees
+    }
+
+    #[test]
+    fn new_requests_see_the_current_key_under_the_shared_key_name() {
+        let component = ComponentConfig::new(&test_config(), Some("first-key".into()));
+        let apikey = |c: &ComponentConfig| c.pairs().iter().find(|(k, _)| k == settings::APIKEY.key).map(|(_, v)| v.clone());
+        assert_eq!(apikey(&component).as_deref(), Some("first-key"));
+        component.set_key(Some("second-key".into()));
+        assert_eq!(apikey(&component).as_deref(), Some("second-key"));
+        component.set_key(None);
+        assert_eq!(apikey(&component), None, "a removed key is not passed on");
+        component.set_key(Some(String::new()));
+        assert_eq!(apikey(&component), None, "an empty key is no key");
+        let keys: Vec<String> = component.pairs().iter().map(|(k, _)| k.clone()).collect();
+        for setting in settings::ALL.iter().filter(|s| s.key != settings::APIKEY.key) {
+            assert!(keys.contains(&setting.key.to_owned()), "{} is not passed to the component", setting.key);
+        }
     }
 
     fn test_config() -> ServeConfig {

@@ -14,16 +14,17 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use stock_shared::routes;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-
-use stock_component::core::breaker::BreakerState;
+use tracing::Instrument;
 
 use crate::App;
 use crate::body::{HostBody, full, static_json};
 use crate::error::HostError;
 use crate::handler::call_component;
 use crate::metrics::Metrics;
+use crate::status::{BreakerStatus, gauge_value, transitions};
 
 /// Header naming the running component build.
 pub const COMPONENT_VERSION_HEADER: &str = "x-component-version";
@@ -99,18 +100,19 @@ where
 
 /// Route template for metrics: bounded cardinality, never the raw symbol.
 pub fn route_template(path: &str) -> &'static str {
-    let trimmed = path.trim_matches('/');
-    match trimmed {
-        "" => "/",
-        "health" => "/health",
-        "ready" => "/ready",
-        "circuit-breaker" => "/circuit-breaker",
-        "openapi.json" => "/openapi.json",
-        "docs" => "/docs",
-        _ => match trimmed.split('/').count() {
-            1 => "/{symbol}",
-            2 => "/{symbol}/{days}",
-            _ => "other",
+    match routes::reserved(path) {
+        Some(routes::HEALTH) => "/health",
+        Some(routes::READY) => "/ready",
+        Some(routes::CIRCUIT_BREAKER) => "/circuit-breaker",
+        Some(routes::OPENAPI) => "/openapi.json",
+        Some(_) => "/docs",
+        None => match path.trim_matches('/') {
+            "" => "/",
+            trimmed => match trimmed.split('/').count() {
+                1 => "/{symbol}",
+                2 => "/{symbol}/{days}",
+                _ => "other",
+            },
         },
     }
 }
@@ -121,23 +123,29 @@ async fn traffic_request(app: Arc<App>, request: Request<Incoming>) -> Response<
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let route = route_template(&path);
+    // The build chosen now is the one that answers, whatever is swapped in meanwhile.
+    let component = app.component();
+    let span = tracing::info_span!("request", req_id = %req_id, route, version = %component.version);
     let host_owned = matches!(method, Method::GET | Method::HEAD) && matches!(route, "/health" | "/ready");
-    let mut response = if host_owned && route == "/health" {
-        json_response(StatusCode::OK, static_json(r#"{"status":"ok"}"#))
-    } else if host_owned {
-        readiness(&app, &req_id, &path).await
-    } else {
-        match call_component(&app, request, &req_id).await {
-            Ok(response) => response,
-            Err(error) => error.into_response(&path, &req_id),
+    let mut response = async {
+        if host_owned && route == "/health" {
+            json_response(StatusCode::OK, static_json(r#"{"status":"ok"}"#))
+        } else if host_owned {
+            readiness(&app, component.clone(), &req_id, &path).await
+        } else {
+            match call_component(&app, component.clone(), request).await {
+                Ok(response) => response,
+                Err(error) => error.into_response(&path, &req_id),
+            }
         }
-    };
+    }
+    .instrument(span.clone())
+    .await;
     if method == Method::HEAD && host_owned {
         *response.body_mut() = full(Bytes::new());
     }
-    let version = app.component().version.clone();
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&version) {
+    if let Ok(value) = HeaderValue::from_str(&component.version) {
         headers.insert(COMPONENT_VERSION_HEADER, value);
     }
     if let Ok(value) = HeaderValue::from_str(&req_id) {
@@ -154,12 +162,12 @@ async fn traffic_request(app: Arc<App>, request: Request<Incoming>) -> Response<
     let elapsed = started.elapsed();
     app.metrics.requests.with_label_values(&[route, &status.to_string()]).inc();
     app.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
-    tracing::info!(req_id, method = %method, route, status, cache, duration_ms = elapsed.as_secs_f64() * 1000.0, component = %version, "request");
+    tracing::info!(req_id, method = %method, route, status, cache, duration_ms = elapsed.as_secs_f64() * 1000.0, version = %component.version, "request");
     response
 }
 
-/// `/ready`: not draining, and the component answers its own `/ready` (which never calls upstream).
-async fn readiness(app: &Arc<App>, req_id: &str, path: &str) -> Response<HostBody> {
+/// `/ready`: not draining, and `component` answers its own `/ready` (which never calls upstream).
+async fn readiness(app: &Arc<App>, component: Arc<crate::engine::LoadedComponent>, req_id: &str, path: &str) -> Response<HostBody> {
     if app.is_draining() {
         return HostError::NotReady("shutting down".into()).into_response(path, req_id);
     }
@@ -168,9 +176,10 @@ async fn readiness(app: &Arc<App>, req_id: &str, path: &str) -> Response<HostBod
         Ok(probe) => probe,
         Err(error) => return HostError::Internal(error.to_string()).into_response(path, req_id),
     };
-    match call_component(app, probe, req_id).await {
+    let version = component.version.clone();
+    match call_component(app, component, probe).await {
         Ok(response) if response.status() == StatusCode::OK => {
-            let body = serde_json::json!({"status": "ready", "component_version": app.component().version}).to_string();
+            let body = serde_json::json!({"status": "ready", "component_version": version}).to_string();
             json_response(StatusCode::OK, full(body))
         }
         Ok(response) => HostError::NotReady(format!("component answered /ready with {}", response.status())).into_response(path, req_id),
@@ -186,7 +195,7 @@ async fn admin_request(app: Arc<App>, request: Request<Incoming>) -> Response<Ho
     let req_id = app.request_id(request.headers().get(REQUEST_ID_HEADER));
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
-            app.refresh_shared_metrics().await;
+            app.refresh_build_metrics().await;
             let mut response = Response::new(full(app.metrics.render()));
             response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
             response
@@ -203,13 +212,13 @@ fn json_response(status: StatusCode, body: HostBody) -> Response<HostBody> {
     response
 }
 
-/// Sets the breaker gauge and transition counters from what the component keeps in keyvalue.
-pub fn apply_breaker_metrics(metrics: &Metrics, state: Option<&[u8]>, transitions: &[(&str, u64)]) {
-    metrics.breaker_state.set(state.map_or(BreakerState::Closed, BreakerState::decode).gauge_value());
-    for (name, total) in transitions {
+/// Sets the breaker gauge and transition counters from what the running build reports.
+pub fn apply_breaker_metrics(metrics: &Metrics, breaker: &BreakerStatus) {
+    metrics.breaker_state.set(gauge_value(breaker.state));
+    for (name, total) in transitions(breaker) {
         let counter = metrics.breaker_transitions.with_label_values(&[name]);
         let current = counter.get();
-        if *total > current {
+        if total > current {
             counter.inc_by(total - current);
         }
     }
@@ -231,20 +240,33 @@ mod tests {
             ("/MSFT/7", "/{symbol}/{days}"),
             ("/a/b/c", "other"),
             ("/openapi.json", "/openapi.json"),
+            ("/docs/", "/docs"),
+            ("/circuit-breaker", "/circuit-breaker"),
         ] {
             assert_eq!(route_template(path), want, "{path}");
         }
     }
 
     #[test]
-    fn breaker_gauge_follows_the_stored_state() {
+    fn breaker_gauge_follows_the_reported_state_and_counters_never_go_back() {
+        use crate::status::BreakerState;
         let metrics = Metrics::new().expect("metrics");
-        for (state, want) in [(None, 0), (Some(&b"closed"[..]), 0), (Some(b"open:123"), 1), (Some(b"half-open:5"), 2)] {
-            apply_breaker_metrics(&metrics, state, &[]);
+        let report = |state, to_open| BreakerStatus {
+            state,
+            consecutive_failures: 0,
+            threshold: 5,
+            open_seconds: 30,
+            retry_after_seconds: None,
+            transitions_to_closed: 0,
+            transitions_to_open: to_open,
+            transitions_to_half_open: 0,
+        };
+        for (state, want) in [(BreakerState::Closed, 0), (BreakerState::Open, 1), (BreakerState::HalfOpen, 2)] {
+            apply_breaker_metrics(&metrics, &report(state, 0));
             assert_eq!(metrics.breaker_state.get(), want);
         }
-        apply_breaker_metrics(&metrics, None, &[("open", 3)]);
-        apply_breaker_metrics(&metrics, None, &[("open", 2)]);
+        apply_breaker_metrics(&metrics, &report(BreakerState::Open, 3));
+        apply_breaker_metrics(&metrics, &report(BreakerState::Open, 2));
         assert_eq!(metrics.breaker_transitions.with_label_values(&["open"]).get(), 3);
     }
 }

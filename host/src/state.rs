@@ -10,7 +10,7 @@ use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use crate::egress::EgressPolicy;
-use crate::keyvalue::{KvStore, KvView};
+use crate::keyvalue::{Buckets, KvView};
 use crate::metrics::Metrics;
 
 /// Most bytes of component stderr kept per request.
@@ -23,7 +23,7 @@ pub struct RequestState {
     table: ResourceTable,
     egress: EgressPolicy,
     config: Arc<WasiConfigVariables>,
-    kv: Arc<dyn KvStore>,
+    kv: Buckets,
     metrics: Arc<Metrics>,
     limits: StoreLimits,
 }
@@ -33,7 +33,7 @@ impl RequestState {
     pub fn new(
         egress: EgressPolicy,
         config: Arc<WasiConfigVariables>,
-        kv: Arc<dyn KvStore>,
+        kv: Buckets,
         max_memory_bytes: usize,
         stderr: MemoryOutputPipe,
     ) -> Self {
@@ -58,7 +58,7 @@ impl RequestState {
 
     /// The keyvalue view.
     pub fn kv(&mut self) -> KvView<'_> {
-        KvView { table: &mut self.table, store: &self.kv, metrics: &self.metrics }
+        KvView { table: &mut self.table, buckets: &self.kv, metrics: &self.metrics }
     }
 
     /// The resource limiter (memory cap).

@@ -1,62 +1,92 @@
-//! [`Env`] over WASI: keyvalue bucket `""`, wall and monotonic clocks, outgoing HTTP, stderr.
+//! [`Env`] over WASI: keyvalue buckets `""` (state) and `cache`, wall and monotonic clocks, outgoing HTTP, stderr.
 
 use std::cell::OnceCell;
 
 use super::wasi::clocks::{monotonic_clock, wall_clock};
 use super::wasi::http::outgoing_handler;
-use super::wasi::http::types::{ErrorCode, Fields, Method, OutgoingRequest, RequestOptions, Scheme};
-use super::wasi::io::poll;
+use super::wasi::http::types::{ErrorCode, Fields, IncomingResponse, Method, OutgoingRequest, RequestOptions, Scheme};
+use super::wasi::io::poll::{self, Pollable};
 use super::wasi::io::streams::StreamError;
 use super::wasi::keyvalue::{atomics, store};
 use crate::core::config::{self, split_url};
 use crate::core::env::{Env, FetchError, Fetched};
+use stock_shared::keyvalue::{CACHE_BUCKET, STATE_BUCKET};
 
 /// Largest upstream body we read; a compact daily series is ~12 KB.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
-/// Bucket name: the default store, the only one `wasmtime serve -S keyvalue` knows.
-const BUCKET: &str = "";
+/// Bytes asked for per read of the upstream body.
+const READ_CHUNK: u64 = 64 * 1024;
 
-/// The per-request environment; the bucket is opened on first use.
+/// The per-request environment; buckets are opened on first use.
 #[derive(Default)]
 pub struct WasiEnv {
-    bucket: OnceCell<Option<store::Bucket>>,
+    state: OnceCell<Option<store::Bucket>>,
+    cache: OnceCell<Option<store::Bucket>>,
 }
 
 impl WasiEnv {
-    fn bucket(&self) -> Option<&store::Bucket> {
-        self.bucket
-            .get_or_init(|| {
-                store::open(BUCKET)
-                    .map_err(|e| eprintln!("keyvalue: cannot open store, caching disabled: {e:?}"))
-                    .ok()
+    fn state(&self) -> Option<&store::Bucket> {
+        self.state.get_or_init(|| open(STATE_BUCKET)).as_ref()
+    }
+
+    /// The evictable cache bucket; hosts that do not serve it (`wasmtime serve`) get the state bucket.
+    fn cache(&self) -> Option<&store::Bucket> {
+        self.cache
+            .get_or_init(|| match store::open(CACHE_BUCKET) {
+                Ok(bucket) => Some(bucket),
+                Err(store::Error::NoSuchStore) => open(STATE_BUCKET),
+                Err(error) => {
+                    eprintln!("keyvalue: cannot open bucket {CACHE_BUCKET:?}, caching disabled: {error:?}");
+                    None
+                }
             })
             .as_ref()
     }
+}
 
-    fn report(op: &str, key: &str, error: store::Error) {
-        eprintln!("keyvalue: {op} {key} failed: {error:?}");
+fn open(name: &str) -> Option<store::Bucket> {
+    store::open(name).map_err(|e| eprintln!("keyvalue: cannot open bucket {name:?}, state disabled: {e:?}")).ok()
+}
+
+fn report(op: &str, key: &str, error: store::Error) {
+    eprintln!("keyvalue: {op} {key} failed: {error:?}");
+}
+
+fn get(bucket: Option<&store::Bucket>, key: &str) -> Option<Vec<u8>> {
+    bucket?.get(key).map_err(|e| report("get", key, e)).ok().flatten()
+}
+
+fn set(bucket: Option<&store::Bucket>, key: &str, value: &[u8]) {
+    if let Some(bucket) = bucket {
+        let _ = bucket.set(key, value).map_err(|e| report("set", key, e));
     }
 }
 
 impl Env for WasiEnv {
+    fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+        get(self.cache(), key)
+    }
+
+    fn cache_set(&self, key: &str, value: &[u8]) {
+        set(self.cache(), key, value);
+    }
+
     fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        self.bucket()?.get(key).map_err(|e| Self::report("get", key, e)).ok().flatten()
+        get(self.state(), key)
     }
 
     fn kv_set(&self, key: &str, value: &[u8]) {
-        if let Some(bucket) = self.bucket() {
-            let _ = bucket.set(key, value).map_err(|e| Self::report("set", key, e));
-        }
+        set(self.state(), key, value);
     }
 
     fn kv_delete(&self, key: &str) {
-        if let Some(bucket) = self.bucket() {
-            let _ = bucket.delete(key).map_err(|e| Self::report("delete", key, e));
+        if let Some(bucket) = self.state() {
+            let _ = bucket.delete(key).map_err(|e| report("delete", key, e));
         }
     }
 
     fn kv_increment(&self, key: &str, delta: u64) -> Option<u64> {
-        atomics::increment(self.bucket()?, key, delta).map_err(|e| Self::report("increment", key, e)).ok()
+        atomics::increment(self.state()?, key, delta).map_err(|e| report("increment", key, e)).ok()
     }
 
     fn now_ms(&self) -> u64 {
@@ -70,63 +100,78 @@ impl Env for WasiEnv {
 
     fn fetch(&self, url: &str, timeout_ms: u64) -> Result<Fetched, FetchError> {
         let deadline = monotonic_clock::subscribe_duration(timeout_ms * 1_000_000);
-        let (scheme, authority, path) = split_url(url).map_err(FetchError::Failed)?;
-        let request = OutgoingRequest::new(Fields::new());
-        let scheme = match scheme {
-            config::Scheme::Http => Scheme::Http,
-            config::Scheme::Https => Scheme::Https,
-        };
-        let fail = |what: &str| FetchError::Failed(format!("cannot build request: {what}"));
-        request.set_method(&Method::Get).map_err(|()| fail("method"))?;
-        request.set_scheme(Some(&scheme)).map_err(|()| fail("scheme"))?;
-        request.set_authority(Some(authority)).map_err(|()| fail("authority"))?;
-        request.set_path_with_query(Some(&path)).map_err(|()| fail("path"))?;
-        let options = RequestOptions::new();
-        let nanos = Some(timeout_ms * 1_000_000);
-        // The host may not support every option; the deadline pollable below bounds us regardless.
-        let _ = options.set_connect_timeout(nanos);
-        let _ = options.set_first_byte_timeout(nanos);
-        let _ = options.set_between_bytes_timeout(nanos);
-
-        let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
-        let ready = pending.subscribe();
-        let response = loop {
-            if let Some(result) = pending.get() {
-                break result.map_err(|()| FetchError::Failed("response already taken".into()))?.map_err(describe)?;
-            }
-            if poll::poll(&[&ready, &deadline]).contains(&1) && !ready.ready() {
-                return Err(FetchError::Timeout);
-            }
-        };
+        let request = build_request(url)?;
+        let response = send(request, timeout_ms, &deadline)?;
         let status = response.status();
-        let body = response.consume().map_err(|()| FetchError::Failed("body already taken".into()))?;
-        let stream = body.stream().map_err(|()| FetchError::Failed("body stream already taken".into()))?;
-        let readable = stream.subscribe();
-        let mut bytes = Vec::new();
-        loop {
-            match stream.read(64 * 1024) {
-                Ok(chunk) if chunk.is_empty() => {
-                    if poll::poll(&[&readable, &deadline]).contains(&1) && !readable.ready() {
-                        return Err(FetchError::Timeout);
-                    }
-                }
-                Ok(chunk) => {
-                    bytes.extend_from_slice(&chunk);
-                    if bytes.len() > MAX_BODY_BYTES {
-                        return Err(FetchError::Failed(format!("upstream body larger than {MAX_BODY_BYTES} bytes")));
-                    }
-                }
-                Err(StreamError::Closed) => break,
-                Err(StreamError::LastOperationFailed(e)) => {
-                    return Err(FetchError::Failed(format!("reading upstream body: {}", e.to_debug_string())));
-                }
-            }
-        }
-        Ok(Fetched { status, body: bytes })
+        let body = read_body(response, &deadline)?;
+        Ok(Fetched { status, body })
     }
 
     fn log(&self, line: &str) {
         eprintln!("{line}");
+    }
+}
+
+/// A GET for `url`.
+fn build_request(url: &str) -> Result<OutgoingRequest, FetchError> {
+    let (scheme, authority, path) = split_url(url).map_err(FetchError::Failed)?;
+    let request = OutgoingRequest::new(Fields::new());
+    let scheme = match scheme {
+        config::Scheme::Http => Scheme::Http,
+        config::Scheme::Https => Scheme::Https,
+    };
+    let fail = |what: &str| FetchError::Failed(format!("cannot build request: {what}"));
+    request.set_method(&Method::Get).map_err(|()| fail("method"))?;
+    request.set_scheme(Some(&scheme)).map_err(|()| fail("scheme"))?;
+    request.set_authority(Some(authority)).map_err(|()| fail("authority"))?;
+    request.set_path_with_query(Some(&path)).map_err(|()| fail("path"))?;
+    Ok(request)
+}
+
+/// Sends `request` and waits for the response head, at most until `deadline`.
+fn send(request: OutgoingRequest, timeout_ms: u64, deadline: &Pollable) -> Result<IncomingResponse, FetchError> {
+    let options = RequestOptions::new();
+    let nanos = Some(timeout_ms * 1_000_000);
+    // The host may not support every option; the deadline pollable bounds us regardless.
+    let _ = options.set_connect_timeout(nanos);
+    let _ = options.set_first_byte_timeout(nanos);
+    let _ = options.set_between_bytes_timeout(nanos);
+    let pending = outgoing_handler::handle(request, Some(options)).map_err(describe)?;
+    let ready = pending.subscribe();
+    loop {
+        if let Some(result) = pending.get() {
+            return result.map_err(|()| FetchError::Failed("response already taken".into()))?.map_err(describe);
+        }
+        if poll::poll(&[&ready, deadline]).contains(&1) && !ready.ready() {
+            return Err(FetchError::Timeout);
+        }
+    }
+}
+
+/// The whole body of `response`, at most [`MAX_BODY_BYTES`], read until `deadline`.
+fn read_body(response: IncomingResponse, deadline: &Pollable) -> Result<Vec<u8>, FetchError> {
+    let body = response.consume().map_err(|()| FetchError::Failed("body already taken".into()))?;
+    let stream = body.stream().map_err(|()| FetchError::Failed("body stream already taken".into()))?;
+    let readable = stream.subscribe();
+    let mut bytes = Vec::new();
+    loop {
+        match stream.read(READ_CHUNK) {
+            Ok(chunk) if chunk.is_empty() => {
+                if poll::poll(&[&readable, deadline]).contains(&1) && !readable.ready() {
+                    return Err(FetchError::Timeout);
+                }
+            }
+            Ok(chunk) => {
+                bytes.extend_from_slice(&chunk);
+                if bytes.len() > MAX_BODY_BYTES {
+                    return Err(FetchError::Failed(format!("upstream body larger than {MAX_BODY_BYTES} bytes")));
+                }
+            }
+            Err(StreamError::Closed) => return Ok(bytes),
+            Err(StreamError::LastOperationFailed(e)) => {
+                return Err(FetchError::Failed(format!("reading upstream body: {}", e.to_debug_string())));
+            }
+        }
     }
 }
 

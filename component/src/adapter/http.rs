@@ -14,10 +14,31 @@ impl Guest for Component {
         let method = method_name(&request.method());
         let path = request.path_with_query().unwrap_or_else(|| "/".into());
         drop(request);
+        #[cfg(feature = "fixture")]
+        misbehave(&path);
         let reply = respond(&WasiEnv::default(), &super::config::load(), &method, &path);
         if let Err(why) = send(reply, method == "HEAD", response_out) {
             eprintln!("cannot write response: {why}");
         }
+    }
+}
+
+/// Test-fixture builds only: requests that trap, spin or exhaust memory on purpose.
+#[cfg(feature = "fixture")]
+fn misbehave(path: &str) {
+    match path {
+        "/_fixture/trap" => panic!("fixture: trapping on purpose"),
+        "/_fixture/spin" => loop {
+            std::hint::black_box(());
+        },
+        "/_fixture/grow" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        _ => {}
     }
 }
 

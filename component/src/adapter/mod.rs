@@ -1,9 +1,10 @@
-//! The thin WASI edge: bindings, the two exports, and the [`Env`](crate::core::env::Env) over WASI imports.
+//! The thin WASI edge: bindings, the three exports (`incoming-handler`, `prices`, `status`), and the [`Env`](crate::core::env::Env) over WASI imports.
 
 mod config;
 mod env;
 mod http;
 mod prices;
+mod status;
 
 wit_bindgen::generate!({
     path: "../wit",

@@ -4,20 +4,12 @@ use super::Component;
 use super::env::WasiEnv;
 use super::exports::stock::service::prices::{Close, Error as WitError, Guest, Series};
 use crate::core::error::Error;
-use crate::core::model::{MAX_DAYS, Symbol};
-use crate::core::service::closing_prices;
+use crate::core::service::{closing_prices, typed_request};
 
 impl Guest for Component {
     fn closing_prices(symbol: Option<String>, days: Option<u32>) -> Result<Series, WitError> {
         let settings = super::config::load().map_err(to_wit)?;
-        let symbol = match symbol {
-            None => settings.default_symbol.clone(),
-            Some(text) => Symbol::parse(&text).ok_or_else(|| to_wit(Error::InvalidSymbol(text)))?,
-        };
-        let days = days.unwrap_or(settings.default_days);
-        if !(1..=MAX_DAYS).contains(&days) {
-            return Err(to_wit(Error::InvalidDays(days.to_string())));
-        }
+        let (symbol, days) = typed_request(&settings, symbol.as_deref(), days).map_err(to_wit)?;
         let prices = closing_prices(&WasiEnv::default(), &settings, &symbol, days).map_err(to_wit)?;
         Ok(Series {
             symbol: prices.symbol.as_str().to_owned(),

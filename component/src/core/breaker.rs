@@ -1,17 +1,8 @@
 //! The circuit breaker's state machine: when to call the upstream, probe it, or refuse.
 //! Storage (keyvalue) and the clock are the caller's business.
 
-/// Key of the breaker state.
-pub const STATE_KEY: &str = "breaker/state";
-/// Key of the consecutive-failure counter (an atomics counter).
-pub const FAILURES_KEY: &str = "breaker/failures";
 /// Every state name, as used in transition counters.
 pub const STATE_NAMES: [&str; 3] = ["closed", "open", "half-open"];
-
-/// Key of the counter of transitions into the state named `state` (read by the host's metrics).
-pub fn transitions_key(state: &str) -> String {
-    format!("metrics/breaker_transitions/{state}")
-}
 
 /// The breaker's persisted state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,15 +64,6 @@ impl BreakerState {
             Self::Closed => "closed",
             Self::Open { .. } => "open",
             Self::HalfOpen { .. } => "half-open",
-        }
-    }
-
-    /// The seed's gauge value: 0 closed, 1 open, 2 half-open.
-    pub fn gauge_value(&self) -> i64 {
-        match self {
-            Self::Closed => 0,
-            Self::Open { .. } => 1,
-            Self::HalfOpen { .. } => 2,
         }
     }
 
@@ -149,7 +131,8 @@ mod tests {
 
     #[test]
     fn failures_open_the_breaker_at_the_threshold_or_on_a_failed_probe() {
-        for (was_probe, failures, want_open) in [(false, 1, false), (false, 4, false), (false, 5, true), (false, 9, true), (true, 1, true)] {
+        for (was_probe, failures, want_open) in [(false, 1, false), (false, 4, false), (false, 5, true), (false, 9, true), (true, 1, true)]
+        {
             let got = after_failure(was_probe, failures, 5, 1_000, 30_000);
             assert_eq!(got, want_open.then_some(Open { until_ms: 31_000 }), "probe {was_probe} failures {failures}");
         }

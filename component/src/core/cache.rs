@@ -11,11 +11,6 @@ const MAGIC: &[u8; 4] = b"SCS1";
 const HEADER_LEN: usize = 4 + 8 + 2;
 const ROW_LEN: usize = 10 + 8 + 1;
 
-/// The keyvalue key that holds `symbol`'s series.
-pub fn series_key(symbol: &str) -> String {
-    format!("series/{symbol}")
-}
-
 /// Encodes a series: magic, fetch time, row count, then `date | units i64 LE | scale` rows.
 pub fn encode(series: &Series) -> Vec<u8> {
     let count = u16::try_from(series.closes.len()).unwrap_or(u16::MAX);

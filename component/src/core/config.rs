@@ -1,38 +1,10 @@
-//! Settings read from `wasi:config` keys, each with a default when missing.
+//! Settings read from `wasi:config` keys (named in `stock_shared::settings`, with their defaults), and
+//! this build's rules for them. Every problem is reported, so `status.check-config` can list them all.
 
-use super::model::{Symbol, parse_days};
+use stock_shared::duration::{DURATION_FORMS, parse_ms};
+use stock_shared::settings::{self, Setting, default_of};
 
-/// Key: full query endpoint of Alpha Vantage.
-pub const KEY_ALPHAVANTAGE_URL: &str = "alphavantage_url";
-/// Key: the Alpha Vantage API key (a secret: never logged).
-pub const KEY_APIKEY: &str = "apikey";
-/// Key: symbol for `GET /`.
-pub const KEY_SYMBOL: &str = "symbol";
-/// Key: days for `GET /` and `GET /{symbol}`.
-pub const KEY_NDAYS: &str = "ndays";
-/// Key: seconds a fetched series is served without asking upstream.
-pub const KEY_CACHE_TTL: &str = "cache_ttl";
-/// Key: seconds to wait for the upstream.
-pub const KEY_UPSTREAM_TIMEOUT: &str = "upstream_timeout";
-/// Key: consecutive failures that open the breaker.
-pub const KEY_BREAKER_THRESHOLD: &str = "breaker_threshold";
-/// Key: seconds the breaker stays open before one probe.
-pub const KEY_BREAKER_TIMEOUT: &str = "breaker_timeout";
-
-/// The real Alpha Vantage endpoint.
-pub const DEFAULT_ALPHAVANTAGE_URL: &str = "https://www.alphavantage.co/query";
-/// The seed's default symbol.
-pub const DEFAULT_SYMBOL: &str = "MSFT";
-/// The seed's default window.
-pub const DEFAULT_NDAYS: u32 = 7;
-/// Five minutes: daily closes change once a day, and the free tier allows 25 calls a day.
-pub const DEFAULT_CACHE_TTL_SECS: u64 = 300;
-/// Ten seconds: Alpha Vantage usually answers in well under a second.
-pub const DEFAULT_UPSTREAM_TIMEOUT_SECS: u64 = 10;
-/// Five consecutive failures open the breaker.
-pub const DEFAULT_BREAKER_THRESHOLD: u32 = 5;
-/// Thirty seconds open before a probe.
-pub const DEFAULT_BREAKER_TIMEOUT_SECS: u64 = 30;
+use super::model::{MAX_DAYS, Symbol, parse_days};
 
 /// Everything the component needs to know about its deployment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,59 +38,74 @@ pub struct ConfigError {
 }
 
 impl Settings {
-    /// Reads settings through `lookup` (missing or blank keys take their defaults).
+    /// Reads settings through `lookup` (missing or blank keys take their defaults); the first problem wins.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |key: &str| lookup(key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let err = |key: &'static str, reason: String| ConfigError { key, reason };
+        Self::read(lookup).map_err(|problems| {
+            let unexplained = || ConfigError { key: "wasi:config", reason: "unusable configuration".into() };
+            problems.into_iter().next().unwrap_or_else(unexplained)
+        })
+    }
 
-        let upstream_url = get(KEY_ALPHAVANTAGE_URL).unwrap_or_else(|| DEFAULT_ALPHAVANTAGE_URL.into());
-        split_url(&upstream_url).map_err(|reason| err(KEY_ALPHAVANTAGE_URL, reason))?;
-        let default_symbol = match get(KEY_SYMBOL) {
-            None => Symbol::parse(DEFAULT_SYMBOL).ok_or_else(|| err(KEY_SYMBOL, "default symbol is invalid".into()))?,
-            Some(s) => Symbol::parse(&s).ok_or_else(|| err(KEY_SYMBOL, format!("{s:?} is not 1-10 letters, digits, '.' or '-'")))?,
-        };
-        let default_days = match get(KEY_NDAYS) {
-            None => DEFAULT_NDAYS,
-            Some(s) => parse_days(&s).ok_or_else(|| err(KEY_NDAYS, format!("{s:?} is not a whole number from 1 to 100")))?,
-        };
-        let secs = |key: &'static str, default: u64, min: u64| -> Result<u64, ConfigError> {
-            match get(key) {
-                None => Ok(default * 1000),
-                Some(s) => parse_duration_ms(&s)
-                    .filter(|ms| *ms >= min)
-                    .ok_or_else(|| err(key, format!("{s:?} is not a duration such as 30, 30s, 5m or 1500ms (minimum {min} ms)"))),
+    /// Every problem in the configuration `lookup` sees (empty when it is usable).
+    pub fn problems(lookup: impl Fn(&str) -> Option<String>) -> Vec<ConfigError> {
+        Self::read(lookup).err().unwrap_or_default()
+    }
+
+    fn read(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, Vec<ConfigError>> {
+        let mut reader = Reader { lookup, problems: Vec::new() };
+        let duration = |min_ms: u64| {
+            move |s: &str| {
+                parse_ms(s).filter(|ms| *ms >= min_ms).ok_or_else(|| format!("{s:?} is not {DURATION_FORMS} (at least {min_ms} ms)"))
             }
         };
-        let breaker_threshold = match get(KEY_BREAKER_THRESHOLD) {
-            None => DEFAULT_BREAKER_THRESHOLD,
-            Some(s) => s.parse().ok().filter(|n| *n >= 1).ok_or_else(|| err(KEY_BREAKER_THRESHOLD, format!("{s:?} is not a whole number of at least 1")))?,
-        };
-        Ok(Self {
-            upstream_url,
-            apikey: lookup(KEY_APIKEY).map(|k| k.trim().to_owned()).unwrap_or_default(),
-            default_symbol,
-            default_days,
-            cache_ttl_ms: secs(KEY_CACHE_TTL, DEFAULT_CACHE_TTL_SECS, 0)?,
-            upstream_timeout_ms: secs(KEY_UPSTREAM_TIMEOUT, DEFAULT_UPSTREAM_TIMEOUT_SECS, 1)?,
-            breaker_threshold,
-            breaker_timeout_ms: secs(KEY_BREAKER_TIMEOUT, DEFAULT_BREAKER_TIMEOUT_SECS, 1)?,
-        })
+        let upstream_url = reader.take(settings::ALPHAVANTAGE_URL, |s| split_url(s).map(|_| s.to_owned()));
+        let default_symbol =
+            reader.take(settings::SYMBOL, |s| Symbol::parse(s).ok_or_else(|| format!("{s:?} is not 1-10 letters, digits, '.' or '-'")));
+        let default_days =
+            reader.take(settings::NDAYS, |s| parse_days(s).ok_or_else(|| format!("{s:?} is not a whole number from 1 to {MAX_DAYS}")));
+        let cache_ttl_ms = reader.take(settings::CACHE_TTL, duration(0));
+        let upstream_timeout_ms = reader.take(settings::UPSTREAM_TIMEOUT, duration(1));
+        let breaker_threshold = reader.take(settings::BREAKER_THRESHOLD, |s| {
+            s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
+        });
+        let breaker_timeout_ms = reader.take(settings::BREAKER_TIMEOUT, duration(1));
+        let apikey = (reader.lookup)(settings::APIKEY.key).map(|k| k.trim().to_owned()).unwrap_or_default();
+        match (upstream_url, default_symbol, default_days, cache_ttl_ms, upstream_timeout_ms, breaker_threshold, breaker_timeout_ms) {
+            (
+                Some(upstream_url),
+                Some(default_symbol),
+                Some(default_days),
+                Some(cache_ttl_ms),
+                Some(upstream_timeout_ms),
+                Some(breaker_threshold),
+                Some(breaker_timeout_ms),
+            ) => Ok(Self {
+                upstream_url,
+                apikey,
+                default_symbol,
+                default_days,
+                cache_ttl_ms,
+                upstream_timeout_ms,
+                breaker_threshold,
+                breaker_timeout_ms,
+            }),
+            _ => Err(reader.problems),
+        }
     }
 }
 
-/// Parses `30` (seconds), `30s`, `5m`, `1h` or `1500ms` into milliseconds.
-pub fn parse_duration_ms(text: &str) -> Option<u64> {
-    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let factor = match unit {
-        "" | "s" => 1000,
-        "ms" => 1,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => return None,
-    };
-    number.checked_mul(factor)
+/// Reads keys, parsing a missing one's default exactly like a given value, and collects the problems.
+struct Reader<F> {
+    lookup: F,
+    problems: Vec<ConfigError>,
+}
+
+impl<F: Fn(&str) -> Option<String>> Reader<F> {
+    fn take<T>(&mut self, setting: Setting, parse: impl Fn(&str) -> Result<T, String>) -> Option<T> {
+        let given = (self.lookup)(setting.key).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let text = given.unwrap_or_else(|| default_of(setting).to_owned());
+        parse(&text).map_err(|reason| self.problems.push(ConfigError { key: setting.key, reason })).ok()
+    }
 }
 
 /// URL scheme the upstream is reached with.
@@ -161,7 +148,7 @@ mod tests {
     #[test]
     fn missing_keys_take_defaults() {
         let s = settings(&[]).expect("defaults are valid");
-        assert_eq!(s.upstream_url, DEFAULT_ALPHAVANTAGE_URL);
+        assert_eq!(s.upstream_url, "https://www.alphavantage.co/query");
         assert_eq!(s.default_symbol.as_str(), "MSFT");
         assert_eq!((s.default_days, s.cache_ttl_ms, s.upstream_timeout_ms), (7, 300_000, 10_000));
         assert_eq!((s.breaker_threshold, s.breaker_timeout_ms), (5, 30_000));
@@ -207,22 +194,12 @@ mod tests {
     }
 
     #[test]
-    fn durations() {
-        for (input, want) in [
-            ("30", Some(30_000)),
-            ("30s", Some(30_000)),
-            ("1500ms", Some(1_500)),
-            ("5m", Some(300_000)),
-            ("1h", Some(3_600_000)),
-            ("0", Some(0)),
-            ("", None),
-            ("s", None),
-            ("1.5s", None),
-            ("10d", None),
-            ("99999999999999999999", None),
-        ] {
-            assert_eq!(parse_duration_ms(input), want, "input {input:?}");
-        }
+    fn every_problem_is_reported_not_only_the_first() {
+        let map: HashMap<String, String> =
+            [("ndays", "0"), ("symbol", "$"), ("cache_ttl", "1d")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let keys: Vec<&str> = Settings::problems(|k| map.get(k).cloned()).iter().map(|p| p.key).collect();
+        assert_eq!(keys, ["symbol", "ndays", "cache_ttl"]);
+        assert!(Settings::problems(|_| None).is_empty(), "the defaults are valid");
     }
 
     #[test]

@@ -50,10 +50,7 @@ impl Decimal {
         let scale = u8::try_from(frac.len()).ok().filter(|s| *s <= MAX_SCALE).ok_or_else(bad)?;
         let mut units: i64 = 0;
         for digit in whole.bytes().chain(frac.bytes()) {
-            units = units
-                .checked_mul(10)
-                .and_then(|u| u.checked_add(i64::from(digit - b'0')))
-                .ok_or_else(bad)?;
+            units = units.checked_mul(10).and_then(|u| u.checked_add(i64::from(digit - b'0'))).ok_or_else(bad)?;
         }
         Ok(Self { units: if negative { -units } else { units }, scale })
     }
@@ -62,10 +59,7 @@ impl Decimal {
     pub fn mean(values: &[Decimal]) -> Option<Decimal> {
         let count = i128::try_from(values.len()).ok().filter(|n| *n > 0)?;
         let scale = values.iter().map(|v| v.scale).max()?;
-        let sum: i128 = values
-            .iter()
-            .map(|v| i128::from(v.units) * pow10(scale - v.scale))
-            .sum();
+        let sum: i128 = values.iter().map(|v| i128::from(v.units) * pow10(scale - v.scale)).sum();
         // mean * 10^4 = sum * 10^4 / (10^scale * count)
         let numerator = sum * pow10(AVERAGE_SCALE);
         let denominator = pow10(scale) * count;
@@ -135,7 +129,8 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_a_plain_decimal() {
-        for input in ["", ".", "1.", ".5", "1e3", "NaN", "1,5", " 1", "1 ", "--1", "+1", "1.2.3", "0.0000000000001", "99999999999999999999"] {
+        for input in ["", ".", "1.", ".5", "1e3", "NaN", "1,5", " 1", "1 ", "--1", "+1", "1.2.3", "0.0000000000001", "99999999999999999999"]
+        {
             assert!(Decimal::parse(input).is_err(), "accepted {input:?}");
         }
     }

@@ -22,9 +22,13 @@ pub enum FetchError {
 /// The service's view of the world. Keyvalue failures read as "absent" so a broken store degrades
 /// to "no cache", never to an error page; implementations log them.
 pub trait Env {
-    /// Value of `key` in the shared store.
+    /// Value of `key` in the evictable cache bucket.
+    fn cache_get(&self, key: &str) -> Option<Vec<u8>>;
+    /// Stores `value` under `key` in the evictable cache bucket.
+    fn cache_set(&self, key: &str, value: &[u8]);
+    /// Value of `key` in the shared state bucket.
     fn kv_get(&self, key: &str) -> Option<Vec<u8>>;
-    /// Stores `value` under `key`.
+    /// Stores `value` under `key` in the state bucket.
     fn kv_set(&self, key: &str, value: &[u8]);
     /// Removes `key`.
     fn kv_delete(&self, key: &str);
@@ -53,8 +57,10 @@ pub mod fake {
     /// Scripted world: answers are popped per fetch; when empty, `default_answer` is used.
     #[derive(Default)]
     pub struct FakeEnv {
-        /// Shared store contents.
+        /// Shared state bucket contents.
         pub kv: RefCell<HashMap<String, Vec<u8>>>,
+        /// Cache bucket contents.
+        pub cache: RefCell<HashMap<String, Vec<u8>>>,
         /// Current time.
         pub now: Cell<u64>,
         /// Answers for the next fetches, in order.
@@ -77,6 +83,12 @@ pub mod fake {
     }
 
     impl Env for FakeEnv {
+        fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
+            self.cache.borrow().get(key).cloned()
+        }
+        fn cache_set(&self, key: &str, value: &[u8]) {
+            self.cache.borrow_mut().insert(key.to_owned(), value.to_vec());
+        }
         fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
             self.kv.borrow().get(key).cloned()
         }
@@ -107,8 +119,7 @@ pub mod fake {
         fn fetch(&self, url: &str, _timeout_ms: u64) -> Result<Fetched, FetchError> {
             self.fetched.borrow_mut().push(url.to_owned());
             let next = self.answers.borrow_mut().pop_front();
-            next.or_else(|| self.default_answer.borrow().clone())
-                .unwrap_or_else(|| Err(FetchError::Failed("no scripted answer".into())))
+            next.or_else(|| self.default_answer.borrow().clone()).unwrap_or_else(|| Err(FetchError::Failed("no scripted answer".into())))
         }
         fn log(&self, line: &str) {
             self.logs.borrow_mut().push(line.to_owned());

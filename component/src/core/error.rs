@@ -3,9 +3,6 @@
 use super::alphavantage::Refusal;
 use super::config::ConfigError;
 
-/// Base of the `type` URI of every problem document.
-pub const PROBLEM_BASE: &str = "https://stock-service.dev/problems/";
-
 /// A request failure with a known meaning.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -54,9 +51,6 @@ pub enum Error {
     /// The upstream did not answer in time.
     #[error("upstream did not answer within {0} ms")]
     UpstreamTimeout(u64),
-    /// Something that should not happen (a host interface misbehaving).
-    #[error("internal error: {0}")]
-    Internal(String),
 }
 
 /// An RFC 9457 problem: what the HTTP adapter writes.
@@ -85,12 +79,15 @@ impl Error {
             Self::MethodNotAllowed(_) => (405, "method-not-allowed", "Method not allowed", None),
             Self::UnknownSymbol(_) => (404, "unknown-symbol", "Unknown symbol", None),
             Self::BadUpstream(_) => (502, "bad-upstream-response", "Bad upstream response", None),
-            Self::RateLimited { retry_after_secs } => (503, "upstream-rate-limited", "Upstream rate limit reached", Some(*retry_after_secs)),
-            Self::UpstreamMisconfigured { retry_after_secs } => (503, "upstream-misconfigured", "Upstream refused our credentials", Some(*retry_after_secs)),
+            Self::RateLimited { retry_after_secs } => {
+                (503, "upstream-rate-limited", "Upstream rate limit reached", Some(*retry_after_secs))
+            }
+            Self::UpstreamMisconfigured { retry_after_secs } => {
+                (503, "upstream-misconfigured", "Upstream refused our credentials", Some(*retry_after_secs))
+            }
             Self::Config(_) => (503, "service-misconfigured", "Service misconfigured", Some(60)),
             Self::CircuitOpen { retry_after_secs } => (503, "circuit-open", "Circuit breaker open", Some(*retry_after_secs)),
             Self::UpstreamTimeout(_) => (504, "upstream-timeout", "Upstream timeout", None),
-            Self::Internal(_) => (500, "internal-error", "Internal error", None),
         };
         Problem { status, slug, title, detail: self.to_string(), retry_after_secs }
     }
@@ -99,7 +96,11 @@ impl Error {
     pub fn allows_stale(&self) -> bool {
         matches!(
             self,
-            Self::BadUpstream(_) | Self::RateLimited { .. } | Self::UpstreamMisconfigured { .. } | Self::CircuitOpen { .. } | Self::UpstreamTimeout(_)
+            Self::BadUpstream(_)
+                | Self::RateLimited { .. }
+                | Self::UpstreamMisconfigured { .. }
+                | Self::CircuitOpen { .. }
+                | Self::UpstreamTimeout(_)
         )
     }
 
@@ -113,7 +114,9 @@ impl Error {
     pub fn from_refusal(refusal: Refusal, symbol: &str) -> Self {
         match refusal {
             Refusal::UnknownSymbol => Self::UnknownSymbol(symbol.to_owned()),
-            Refusal::InvalidKey | Refusal::Rejected => Self::UpstreamMisconfigured { retry_after_secs: super::alphavantage::DAILY_LIMIT_RETRY_SECS },
+            Refusal::InvalidKey | Refusal::Rejected => {
+                Self::UpstreamMisconfigured { retry_after_secs: super::alphavantage::DAILY_LIMIT_RETRY_SECS }
+            }
             Refusal::RateLimited { retry_after_secs } => Self::RateLimited { retry_after_secs },
             Refusal::Unusable(detail) => Self::BadUpstream(detail),
         }
@@ -166,7 +169,6 @@ mod tests {
             (Error::Config(config), 503, "service-misconfigured", Some(60)),
             (Error::CircuitOpen { retry_after_secs: 9 }, 503, "circuit-open", Some(9)),
             (Error::UpstreamTimeout(1000), 504, "upstream-timeout", None),
-            (Error::Internal("x".into()), 500, "internal-error", None),
         ] {
             let problem = error.problem();
             assert_eq!((problem.status, problem.slug, problem.retry_after_secs), (status, slug, retry), "{error:?}");

@@ -8,6 +8,7 @@ pub mod config;
 pub mod decimal;
 pub mod env;
 pub mod error;
+pub mod layout;
 pub mod model;
 pub mod render;
 pub mod respond;

@@ -69,8 +69,7 @@ pub struct Symbol(String);
 impl Symbol {
     /// Accepts 1-10 letters, digits, `.` or `-`, case-insensitively; `None` otherwise.
     pub fn parse(text: &str) -> Option<Self> {
-        let ok = (1..=MAX_SYMBOL_LEN).contains(&text.len())
-            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        let ok = (1..=MAX_SYMBOL_LEN).contains(&text.len()) && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
         ok.then(|| Self(text.to_ascii_uppercase()))
     }
 

@@ -2,12 +2,11 @@
 
 use std::fmt::Write;
 
-use super::decimal::Decimal;
-use super::error::{PROBLEM_BASE, Problem};
-use super::model::{Close, Symbol};
+use stock_shared::problem::ProblemDoc;
 
-/// Media type of problem documents (RFC 9457).
-pub const PROBLEM_JSON: &str = "application/problem+json";
+use super::decimal::Decimal;
+use super::error::Problem;
+use super::model::{Close, Symbol};
 
 /// `{"symbol":..,"ndays":..,"prices":[{"date":..,"close":..}],"average":..}`; written by hand because every
 /// piece is validated ASCII and decimals must print exactly.
@@ -24,14 +23,7 @@ pub fn prices_json(symbol: &Symbol, closes: &[Close], average: Decimal) -> Strin
 
 /// The RFC 9457 document for `problem` at `instance` (the request path).
 pub fn problem_json(problem: &Problem, instance: &str) -> String {
-    serde_json::json!({
-        "type": format!("{PROBLEM_BASE}{}", problem.slug),
-        "title": problem.title,
-        "status": problem.status,
-        "detail": problem.detail,
-        "instance": instance,
-    })
-    .to_string()
+    ProblemDoc { status: problem.status, slug: problem.slug, title: problem.title, detail: &problem.detail, instance }.to_json()
 }
 
 #[cfg(test)]
@@ -57,7 +49,13 @@ mod tests {
 
     #[test]
     fn problem_body_is_rfc9457_and_escapes_details() {
-        let problem = Problem { status: 502, slug: "bad-upstream-response", title: "Bad upstream response", detail: "got \"<html>\"".into(), retry_after_secs: None };
+        let problem = Problem {
+            status: 502,
+            slug: "bad-upstream-response",
+            title: "Bad upstream response",
+            detail: "got \"<html>\"".into(),
+            retry_after_secs: None,
+        };
         let parsed: serde_json::Value = serde_json::from_str(&problem_json(&problem, "/MSFT/7")).expect("valid JSON");
         assert_eq!(parsed["type"], "https://stock-service.dev/problems/bad-upstream-response");
         assert_eq!(parsed["status"], 502);

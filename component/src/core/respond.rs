@@ -1,11 +1,13 @@
 //! From (method, path) to a complete HTTP reply: status, headers and body. Errors become problems here.
 
+use stock_shared::problem::PROBLEM_JSON;
+
 use super::config::Settings;
 use super::env::Env;
 use super::error::Error;
-use super::render::{PROBLEM_JSON, prices_json, problem_json};
+use super::render::{prices_json, problem_json};
 use super::route::{Route, route};
-use super::service::{CacheStatus, breaker_json, closing_prices};
+use super::service::{CacheStatus, breaker_json, breaker_report, closing_prices};
 
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
@@ -38,7 +40,7 @@ fn answer(env: &impl Env, settings: &Result<Settings, Error>, method: &str, path
         Route::OpenApi => Ok(json(OPENAPI_JSON.into())),
         Route::CircuitBreaker => {
             let settings = settings.as_ref().map_err(Clone::clone)?;
-            let mut reply = json(breaker_json(env, settings));
+            let mut reply = json(breaker_json(&breaker_report(env, settings)));
             reply.headers.push(("cache-control", "no-store".into()));
             Ok(reply)
         }
@@ -129,10 +131,32 @@ mod tests {
     }
 
     #[test]
-    fn openapi_document_is_valid_json_for_openapi_3_1() {
+    fn openapi_document_describes_every_route_and_every_problem_type() {
         let env = FakeEnv::default();
         let reply = respond(&env, &settings(), "GET", "/openapi.json");
         let doc: serde_json::Value = serde_json::from_str(&reply.body).expect("json");
         assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().expect("paths");
+        for path in ["/", "/{symbol}", "/{symbol}/{days}", "/health", "/ready", "/circuit-breaker", "/openapi.json"] {
+            assert!(paths.contains_key(path), "openapi.json lacks {path}");
+            assert!(route("GET", &path.replace("{symbol}", "MSFT").replace("{days}", "7")).is_ok(), "{path} is documented but not routed");
+        }
+        let config = crate::core::config::ConfigError { key: "ndays", reason: "x".into() };
+        for error in [
+            Error::InvalidSymbol("$".into()),
+            Error::InvalidDays("0".into()),
+            Error::InvalidPath,
+            Error::MethodNotAllowed("POST".into()),
+            Error::UnknownSymbol("X".into()),
+            Error::BadUpstream("x".into()),
+            Error::RateLimited { retry_after_secs: 1 },
+            Error::UpstreamMisconfigured { retry_after_secs: 1 },
+            Error::Config(config),
+            Error::CircuitOpen { retry_after_secs: 1 },
+            Error::UpstreamTimeout(1),
+        ] {
+            let slug = error.problem().slug;
+            assert!(reply.body.contains(slug), "openapi.json never names problem type {slug}");
+        }
     }
 }

@@ -1,5 +1,7 @@
 //! Request routing: reserved paths first, then `/`, `/{symbol}`, `/{symbol}/{days}`.
 
+use stock_shared::routes;
+
 use super::error::Error;
 use super::model::{Symbol, parse_days};
 
@@ -23,41 +25,29 @@ pub enum Route {
     },
 }
 
-/// Paths served by the host or later features: reserved, so no symbol can shadow them.
-const RESERVED_ELSEWHERE: [&str; 1] = ["docs"];
-
 /// Routes `method` and `path_with_query`; only GET and HEAD exist.
 pub fn route(method: &str, path_with_query: &str) -> Result<Route, Error> {
-    let path = path_with_query.split(['?', '#']).next().unwrap_or("");
-    let trimmed = path.strip_prefix('/').unwrap_or(path);
-    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    let reserved = match trimmed {
-        "health" => Some(Route::Health),
-        "ready" => Some(Route::Ready),
-        "circuit-breaker" => Some(Route::CircuitBreaker),
-        "openapi.json" => Some(Route::OpenApi),
-        _ => None,
-    };
     if method != "GET" && method != "HEAD" {
         return Err(Error::MethodNotAllowed(method.chars().take(16).collect()));
     }
-    if let Some(route) = reserved {
-        return Ok(route);
+    match routes::reserved(path_with_query) {
+        Some(routes::HEALTH) => return Ok(Route::Health),
+        Some(routes::READY) => return Ok(Route::Ready),
+        Some(routes::CIRCUIT_BREAKER) => return Ok(Route::CircuitBreaker),
+        Some(routes::OPENAPI) => return Ok(Route::OpenApi),
+        Some(elsewhere) => return Err(Error::NotFound(format!("/{elsewhere}"))),
+        None => {}
     }
-    if RESERVED_ELSEWHERE.contains(&trimmed) {
-        return Err(Error::NotFound(format!("/{trimmed}")));
-    }
+    let path = path_with_query.split(['?', '#']).next().unwrap_or("");
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
     let mut segments = trimmed.split('/');
     let (symbol, days) = (segments.next().filter(|s| !s.is_empty()), segments.next());
     if segments.next().is_some() {
         return Err(Error::InvalidPath);
     }
-    let symbol = symbol
-        .map(|s| Symbol::parse(s).ok_or_else(|| Error::InvalidSymbol(s.chars().take(32).collect())))
-        .transpose()?;
-    let days = days
-        .map(|d| parse_days(d).ok_or_else(|| Error::InvalidDays(d.chars().take(32).collect())))
-        .transpose()?;
+    let symbol = symbol.map(|s| Symbol::parse(s).ok_or_else(|| Error::InvalidSymbol(s.chars().take(32).collect()))).transpose()?;
+    let days = days.map(|d| parse_days(d).ok_or_else(|| Error::InvalidDays(d.chars().take(32).collect()))).transpose()?;
     if symbol.is_none() && days.is_some() {
         return Err(Error::InvalidPath);
     }

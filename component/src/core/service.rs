@@ -1,13 +1,16 @@
 //! The request flow: cache, single flight, breaker and upstream, over an [`Env`].
 
-use super::alphavantage::{parse_answer, query_url, redact};
-use super::breaker::{self, Admission, BreakerState, FAILURES_KEY, STATE_KEY};
-use super::cache::{self, Freshness, freshness, series_key};
+use stock_shared::redact::query_secrets as redact;
+
+use super::alphavantage::{parse_answer, query_url};
+use super::breaker::{self, Admission, BreakerState, STATE_NAMES};
+use super::cache::{self, Freshness, freshness};
 use super::config::Settings;
 use super::decimal::Decimal;
 use super::env::{Env, FetchError};
 use super::error::Error;
-use super::model::{Close, Series, Symbol};
+use super::layout;
+use super::model::{Close, MAX_DAYS, Series, Symbol};
 
 /// How often a single-flight follower looks for the leader's result.
 pub const FLIGHT_POLL_MS: u64 = 20;
@@ -51,6 +54,19 @@ pub struct Prices {
     pub age_secs: u64,
 }
 
+/// Resolves a typed request (the `prices` export): defaults from `settings`, the HTTP routes' checks.
+pub fn typed_request(settings: &Settings, symbol: Option<&str>, days: Option<u32>) -> Result<(Symbol, u32), Error> {
+    let symbol = match symbol {
+        None => settings.default_symbol.clone(),
+        Some(text) => Symbol::parse(text).ok_or_else(|| Error::InvalidSymbol(text.chars().take(32).collect()))?,
+    };
+    let days = days.unwrap_or(settings.default_days);
+    if !(1..=MAX_DAYS).contains(&days) {
+        return Err(Error::InvalidDays(days.to_string()));
+    }
+    Ok((symbol, days))
+}
+
 /// The last `days` closes of `symbol` with their average.
 pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u32) -> Result<Prices, Error> {
     let (series, cache) = series_for(env, settings, symbol)?;
@@ -62,7 +78,7 @@ pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days
 }
 
 fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(Series, CacheStatus), Error> {
-    let cached = env.kv_get(&series_key(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
+    let cached = env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
     let now = env.now_ms();
     let usable = |s: &Series| freshness(s.fetched_at_ms, now, settings.cache_ttl_ms);
     if let Some(series) = cached.as_ref().filter(|s| usable(s) == Freshness::Fresh) {
@@ -84,8 +100,8 @@ fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(S
 /// Makes at most one upstream call per symbol at a time across all instances sharing the store:
 /// the first to take the ticket fetches, the others wait for its result.
 fn single_flight(env: &impl Env, settings: &Settings, symbol: &Symbol, cached: Option<&Series>) -> Result<Series, Error> {
-    let flight_key = format!("flight/{}", symbol.as_str());
-    let outcome_key = format!("flight/{}/outcome", symbol.as_str());
+    let flight_key = layout::flight_ticket(symbol.as_str());
+    let outcome_key = layout::flight_outcome(symbol.as_str());
     let seen_at = cached.map_or(0, |s| s.fetched_at_ms);
     let deadline = env.now_ms().saturating_add(settings.upstream_timeout_ms + FLIGHT_GRACE_MS);
     loop {
@@ -127,15 +143,13 @@ fn single_flight(env: &impl Env, settings: &Settings, symbol: &Symbol, cached: O
 }
 
 fn newer_series(env: &impl Env, symbol: &Symbol, seen_at: u64) -> Option<Series> {
-    env.kv_get(&series_key(symbol.as_str()))
-        .and_then(|bytes| cache::decode(&bytes))
-        .filter(|s| s.fetched_at_ms > seen_at)
+    env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes)).filter(|s| s.fetched_at_ms > seen_at)
 }
 
 /// The leader's work: re-check the cache (a previous leader may just have filled it), then ask the breaker.
 fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
     let fresh = env
-        .kv_get(&series_key(symbol.as_str()))
+        .cache_get(&layout::series(symbol.as_str()))
         .and_then(|bytes| cache::decode(&bytes))
         .filter(|s| freshness(s.fetched_at_ms, env.now_ms(), settings.cache_ttl_ms) == Freshness::Fresh);
     if let Some(series) = fresh {
@@ -151,12 +165,12 @@ fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<S
 /// Calls the upstream through the circuit breaker and records the result in it.
 fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
     let now = env.now_ms();
-    let state = env.kv_get(STATE_KEY).map_or(BreakerState::Closed, |b| BreakerState::decode(&b));
+    let state = stored_breaker(env);
     let probe_ticket = match state.admit(now, settings.breaker_timeout_ms) {
         Admission::Proceed => None,
         Admission::Reject { retry_after_secs } => return Err(Error::CircuitOpen { retry_after_secs }),
         Admission::Probe => {
-            let ticket_key = format!("breaker/probe/{}", state.encode());
+            let ticket_key = layout::breaker_probe(&state.encode());
             if !matches!(env.kv_increment(&ticket_key, 1), None | Some(1)) {
                 return Err(Error::CircuitOpen { retry_after_secs: 1 });
             }
@@ -173,13 +187,14 @@ fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<
         if probe_ticket.is_some() || state != BreakerState::Closed {
             transition(env, BreakerState::Closed);
         }
-        env.kv_delete(FAILURES_KEY);
+        env.kv_delete(&layout::breaker_failures());
     } else {
-        let failures = env.kv_increment(FAILURES_KEY, 1).unwrap_or(1);
-        let opened = breaker::after_failure(probe_ticket.is_some(), failures, settings.breaker_threshold, env.now_ms(), settings.breaker_timeout_ms);
+        let failures = env.kv_increment(&layout::breaker_failures(), 1).unwrap_or(1);
+        let opened =
+            breaker::after_failure(probe_ticket.is_some(), failures, settings.breaker_threshold, env.now_ms(), settings.breaker_timeout_ms);
         if let Some(open) = opened {
             transition(env, open);
-            env.kv_delete(FAILURES_KEY);
+            env.kv_delete(&layout::breaker_failures());
         }
     }
     if let Some(ticket_key) = probe_ticket {
@@ -189,14 +204,14 @@ fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<
 }
 
 fn transition(env: &impl Env, to: BreakerState) {
-    env.kv_set(STATE_KEY, to.encode().as_bytes());
-    env.kv_increment(&breaker::transitions_key(to.name()), 1);
+    env.kv_set(&layout::breaker_state(), to.encode().as_bytes());
+    env.kv_increment(&layout::breaker_transitions(to.name()), 1);
     env.log(&format!("circuit breaker state={}", to.name()));
 }
 
 fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
     let url = query_url(&settings.upstream_url, symbol, &settings.apikey);
-    env.kv_increment(&format!("quota/{}", civil_date(env.now_ms())), 1);
+    env.kv_increment(&layout::quota(&civil_date(env.now_ms())), 1);
     let started = env.now_ms();
     let fetched = env.fetch(&url, settings.upstream_timeout_ms);
     let elapsed = env.now_ms().saturating_sub(started);
@@ -205,9 +220,7 @@ fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result
             FetchError::Timeout => Error::UpstreamTimeout(settings.upstream_timeout_ms),
             FetchError::Failed(why) => Error::BadUpstream(format!("upstream unreachable: {why}")),
         })
-        .and_then(|answer| {
-            parse_answer(answer.status, &answer.body).map_err(|refusal| Error::from_refusal(refusal, symbol.as_str()))
-        });
+        .and_then(|answer| parse_answer(answer.status, &answer.body).map_err(|refusal| Error::from_refusal(refusal, symbol.as_str())));
     let outcome = match &result {
         Ok(_) => "ok",
         Err(e) => e.problem().slug,
@@ -215,7 +228,7 @@ fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result
     env.log(&format!("upstream url={} outcome={outcome} ms={elapsed}", redact(&url)));
     let closes = result?;
     let series = Series { fetched_at_ms: env.now_ms(), closes };
-    env.kv_set(&series_key(symbol.as_str()), &cache::encode(&series));
+    env.cache_set(&layout::series(symbol.as_str()), &cache::encode(&series));
     Ok(series)
 }
 
@@ -233,21 +246,53 @@ pub fn civil_date(unix_ms: u64) -> String {
     format!("{year:04}-{month:02}-{day:02}")
 }
 
-/// The breaker as reported by `GET /circuit-breaker`.
-pub fn breaker_json(env: &impl Env, settings: &Settings) -> String {
-    let state = env.kv_get(STATE_KEY).map_or(BreakerState::Closed, |b| BreakerState::decode(&b));
-    let failures: u64 = env
-        .kv_get(FAILURES_KEY)
-        .and_then(|b| String::from_utf8(b).ok())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
+fn stored_breaker(env: &impl Env) -> BreakerState {
+    env.kv_get(&layout::breaker_state()).map_or(BreakerState::Closed, |b| BreakerState::decode(&b))
+}
+
+fn counter(env: &impl Env, key: &str) -> u64 {
+    env.kv_get(key).and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// The breaker as `GET /circuit-breaker` and `stock:service/status` report it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BreakerReport {
+    /// Current state.
+    pub state: BreakerState,
+    /// Upstream failures in a row.
+    pub consecutive_failures: u64,
+    /// Failures in a row that open the breaker.
+    pub threshold: u32,
+    /// How long it stays open, in seconds.
+    pub open_secs: u64,
+    /// Seconds until calls may be tried again; `None` when closed.
+    pub retry_after_secs: Option<u32>,
+    /// Transitions into each state, in [`STATE_NAMES`] order.
+    pub transitions: [u64; 3],
+}
+
+/// Reads the breaker from the shared store; never calls upstream.
+pub fn breaker_report(env: &impl Env, settings: &Settings) -> BreakerReport {
+    let state = stored_breaker(env);
+    BreakerReport {
+        state,
+        consecutive_failures: counter(env, &layout::breaker_failures()),
+        threshold: settings.breaker_threshold,
+        open_secs: settings.breaker_timeout_ms / 1000,
+        retry_after_secs: state.retry_after_secs(env.now_ms()),
+        transitions: STATE_NAMES.map(|name| counter(env, &layout::breaker_transitions(name))),
+    }
+}
+
+/// The `GET /circuit-breaker` document.
+pub fn breaker_json(report: &BreakerReport) -> String {
     let mut doc = serde_json::json!({
-        "state": state.name(),
-        "consecutive_failures": failures,
-        "threshold": settings.breaker_threshold,
-        "open_for_seconds": settings.breaker_timeout_ms / 1000,
+        "state": report.state.name(),
+        "consecutive_failures": report.consecutive_failures,
+        "threshold": report.threshold,
+        "open_for_seconds": report.open_secs,
     });
-    if let Some(retry) = state.retry_after_secs(env.now_ms()) {
+    if let Some(retry) = report.retry_after_secs {
         doc["retry_after_seconds"] = retry.into();
     }
     doc.to_string()
@@ -256,8 +301,8 @@ pub fn breaker_json(env: &impl Env, settings: &Settings) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::env::fake::FakeEnv;
     use crate::core::env::Fetched;
+    use crate::core::env::fake::FakeEnv;
 
     const T0: u64 = 1_764_000_000_000;
 
@@ -281,7 +326,8 @@ mod tests {
     fn env_with_series() -> FakeEnv {
         let env = FakeEnv::default();
         env.now.set(T0);
-        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(&series_body(&[("2026-11-18", "10"), ("2026-11-19", "11"), ("2026-11-20", "12.5")])));
+        *env.default_answer.borrow_mut() =
+            Some(FakeEnv::ok(&series_body(&[("2026-11-18", "10"), ("2026-11-19", "11"), ("2026-11-20", "12.5")])));
         env
     }
 
@@ -316,7 +362,7 @@ mod tests {
         *env.default_answer.borrow_mut() = Some(FakeEnv::ok(r#"{"Note": "Our standard API call frequency is 5 calls per minute"}"#));
         let stale = closing_prices(&env, &s, &msft(), 2).expect("stale prices");
         assert_eq!(stale.cache, CacheStatus::Stale);
-        env.kv_delete("series/MSFT");
+        env.cache.borrow_mut().remove("series/MSFT");
         assert_eq!(closing_prices(&env, &s, &msft(), 2), Err(Error::RateLimited { retry_after_secs: 60 }));
     }
 
@@ -328,7 +374,7 @@ mod tests {
         for _ in 0..5 {
             assert_eq!(closing_prices(&env, &s, &msft(), 2), Err(Error::UnknownSymbol("MSFT".into())));
         }
-        assert_eq!(env.kv_get(STATE_KEY), None);
+        assert_eq!(env.kv_get(&layout::breaker_state()), None);
     }
 
     #[test]
@@ -344,26 +390,24 @@ mod tests {
         env.now.set(T0 + s.breaker_timeout_ms);
         *env.default_answer.borrow_mut() = Some(FakeEnv::ok(&series_body(&[("2026-11-20", "1")])));
         assert_eq!(closing_prices(&env, &s, &msft(), 2).expect("probe succeeds").cache, CacheStatus::Miss);
-        assert_eq!(env.kv_get(STATE_KEY), Some(b"closed".to_vec()));
-        assert_eq!(env.kv_get("metrics/breaker_transitions/open"), Some(b"1".to_vec()));
-        assert_eq!(env.kv_get("metrics/breaker_transitions/half-open"), Some(b"1".to_vec()));
-        assert_eq!(env.kv_get("metrics/breaker_transitions/closed"), Some(b"1".to_vec()));
+        assert_eq!(env.kv_get(&layout::breaker_state()), Some(b"closed".to_vec()));
+        assert_eq!(breaker_report(&env, &s).transitions, [1, 1, 1], "closed, open, half-open once each");
     }
 
     #[test]
     fn failed_probe_reopens_the_breaker() {
         let env = env_with_series();
         let s = settings();
-        env.kv_set(STATE_KEY, BreakerState::Open { until_ms: T0 }.encode().as_bytes());
+        env.kv_set(&layout::breaker_state(), BreakerState::Open { until_ms: T0 }.encode().as_bytes());
         *env.default_answer.borrow_mut() = Some(Err(FetchError::Timeout));
         assert_eq!(closing_prices(&env, &s, &msft(), 2), Err(Error::UpstreamTimeout(10_000)));
-        assert_eq!(env.kv_get(STATE_KEY), Some(BreakerState::Open { until_ms: T0 + 30_000 }.encode().into_bytes()));
+        assert_eq!(env.kv_get(&layout::breaker_state()), Some(BreakerState::Open { until_ms: T0 + 30_000 }.encode().into_bytes()));
     }
 
     #[test]
     fn half_open_with_a_running_probe_rejects_others() {
         let env = env_with_series();
-        env.kv_set(STATE_KEY, BreakerState::HalfOpen { since_ms: T0 - 1 }.encode().as_bytes());
+        env.kv_set(&layout::breaker_state(), BreakerState::HalfOpen { since_ms: T0 - 1 }.encode().as_bytes());
         assert_eq!(closing_prices(&env, &settings(), &msft(), 2), Err(Error::CircuitOpen { retry_after_secs: 1 }));
         assert!(env.fetched.borrow().is_empty());
     }
@@ -372,12 +416,13 @@ mod tests {
     fn follower_waits_for_the_leader_and_makes_no_call() {
         let env = env_with_series();
         let s = settings();
-        env.kv_set("flight/MSFT", b"1");
+        env.kv_set(&layout::flight_ticket("MSFT"), b"1");
         *env.on_sleep.borrow_mut() = Some(Box::new(|env: &FakeEnv| {
             if env.now_ms() >= T0 + 100 {
-                let series = Series { fetched_at_ms: env.now_ms(), closes: cache::decode(&cache::encode(&sample())).expect("round trip").closes };
-                env.kv_set("series/MSFT", &cache::encode(&series));
-                env.kv_delete("flight/MSFT");
+                let series =
+                    Series { fetched_at_ms: env.now_ms(), closes: cache::decode(&cache::encode(&sample())).expect("round trip").closes };
+                env.cache_set("series/MSFT", &cache::encode(&series));
+                env.kv_delete(&layout::flight_ticket("MSFT"));
             }
         }));
         let got = closing_prices(&env, &s, &msft(), 1).expect("leader's result");
@@ -388,10 +433,10 @@ mod tests {
     #[test]
     fn follower_reports_the_leaders_error() {
         let env = env_with_series();
-        env.kv_set("flight/MSFT", b"1");
+        env.kv_set(&layout::flight_ticket("MSFT"), b"1");
         *env.on_sleep.borrow_mut() = Some(Box::new(|env: &FakeEnv| {
-            env.kv_set("flight/MSFT/outcome", b"timeout:10000");
-            env.kv_delete("flight/MSFT");
+            env.kv_set(&layout::flight_outcome("MSFT"), b"timeout:10000");
+            env.kv_delete(&layout::flight_ticket("MSFT"));
         }));
         assert_eq!(closing_prices(&env, &settings(), &msft(), 1), Err(Error::UpstreamTimeout(10_000)));
         assert!(env.fetched.borrow().is_empty());
@@ -400,10 +445,10 @@ mod tests {
     #[test]
     fn follower_of_a_dead_leader_gives_up_in_bounded_time_and_frees_the_ticket() {
         let env = env_with_series();
-        env.kv_set("flight/MSFT", b"1");
+        env.kv_set(&layout::flight_ticket("MSFT"), b"1");
         assert_eq!(closing_prices(&env, &settings(), &msft(), 1), Err(Error::UpstreamTimeout(10_000)));
         assert!(env.now_ms() <= T0 + 10_000 + FLIGHT_GRACE_MS + FLIGHT_POLL_MS);
-        assert_eq!(env.kv_get("flight/MSFT"), None);
+        assert_eq!(env.kv_get(&layout::flight_ticket("MSFT")), None);
     }
 
     #[test]
@@ -428,23 +473,28 @@ mod tests {
     fn upstream_calls_are_counted_per_utc_day() {
         let env = env_with_series();
         closing_prices(&env, &settings(), &msft(), 1).expect("prices");
-        assert_eq!(env.kv_get(&format!("quota/{}", civil_date(T0))), Some(b"1".to_vec()));
+        assert_eq!(env.kv_get(&layout::quota(&civil_date(T0))), Some(b"1".to_vec()));
     }
 
     #[test]
     fn civil_dates() {
-        for (ms, want) in [(0, "1970-01-01"), (951_782_400_000, "2000-02-29"), (1_764_000_000_000, "2025-11-24"), (1_798_761_599_000, "2026-12-31")] {
+        for (ms, want) in
+            [(0, "1970-01-01"), (951_782_400_000, "2000-02-29"), (1_764_000_000_000, "2025-11-24"), (1_798_761_599_000, "2026-12-31")]
+        {
             assert_eq!(civil_date(ms), want);
         }
     }
 
     #[test]
-    fn breaker_report() {
+    fn breaker_report_reads_the_stored_state() {
         let env = env_with_series();
-        env.kv_set(STATE_KEY, BreakerState::Open { until_ms: T0 + 5_000 }.encode().as_bytes());
-        env.kv_set(FAILURES_KEY, b"2");
-        let doc: serde_json::Value = serde_json::from_str(&breaker_json(&env, &settings())).expect("json");
-        assert_eq!(doc, serde_json::json!({"state": "open", "consecutive_failures": 2, "threshold": 3, "open_for_seconds": 30, "retry_after_seconds": 5}));
+        env.kv_set(&layout::breaker_state(), BreakerState::Open { until_ms: T0 + 5_000 }.encode().as_bytes());
+        env.kv_set(&layout::breaker_failures(), b"2");
+        let doc: serde_json::Value = serde_json::from_str(&breaker_json(&breaker_report(&env, &settings()))).expect("json");
+        assert_eq!(
+            doc,
+            serde_json::json!({"state": "open", "consecutive_failures": 2, "threshold": 3, "open_for_seconds": 30, "retry_after_seconds": 5})
+        );
     }
 
     fn sample() -> Series {

@@ -18,6 +18,18 @@ pub fn component_path() -> PathBuf {
     path
 }
 
+/// Value of `sample` (name plus exact labels) in Prometheus text, if present.
+pub fn sample_value(text: &str, sample: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
+}
+
+/// The test-only build made by `make fixture`: its own keyvalue layout, and `/_fixture/{trap,spin,grow}`.
+pub fn fixture_component_path() -> PathBuf {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/fixtures/stock_component_fixture.wasm");
+    assert!(path.exists(), "{} is missing: run `make fixture` (or `make test`) first", path.display());
+    path
+}
+
 /// A fixture component under `tests/fixtures`.
 pub fn fixture(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
@@ -111,6 +123,15 @@ pub fn wait_for_port(addr: SocketAddr, within: Duration) {
     }
 }
 
+/// Polls `ready` every 20 ms until it holds; fails the test naming `what` after `within`.
+pub fn wait_until(within: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < within, "{what}: not within {within:?}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// A loopback port that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
@@ -199,6 +220,21 @@ impl Drop for Process {
     }
 }
 
+/// The `alphavantage-sim` binary: a separate package, so Cargo provides no `CARGO_BIN_EXE_` for it. It sits in the
+/// profile directory this test executable was built into (`target/<profile>/deps/all-<hash>` ->
+/// `target/<profile>/alphavantage-sim`).
+fn sim_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test executable");
+    let profile_dir = exe.parent().and_then(Path::parent).unwrap_or_else(|| panic!("{} is not under target/<profile>/deps", exe.display()));
+    let path = profile_dir.join(format!("alphavantage-sim{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.exists(),
+        "{} is missing: run `make build` (or `cargo build -p alphavantage-sim` in the same profile as the tests) first",
+        path.display()
+    );
+    path
+}
+
 /// The Alpha Vantage simulator.
 pub struct Sim {
     pub process: Process,
@@ -208,12 +244,11 @@ pub struct Sim {
 impl Sim {
     /// Starts `alphavantage-sim` on a free loopback port.
     pub fn start() -> Self {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_alphavantage-sim"));
+        let mut command = Command::new(sim_binary());
         command.args(["--addr", "127.0.0.1:0"]);
         let mut process = Process::spawn("alphavantage-sim", command);
-        let addr = process.wait_for_line(Duration::from_secs(20), |l| {
-            l.strip_prefix("listening on http://").and_then(|a| a.trim().parse().ok())
-        });
+        let addr =
+            process.wait_for_line(Duration::from_secs(20), |l| l.strip_prefix("listening on http://").and_then(|a| a.trim().parse().ok()));
         Self { process, addr }
     }
 
@@ -254,7 +289,9 @@ impl Host {
         let component = component_path();
         let mut command = Command::new(env!("CARGO_BIN_EXE_stock-host"));
         command.arg("serve");
-        for key in ["APIKEY", "APIKEY_FILE", "PORT", "ADMIN_PORT", "ALPHAVANTAGE_URL", "SYMBOL", "NDAYS", "CACHE_TTL", "KV_URL", "LOG_FORMAT"] {
+        for key in
+            ["APIKEY", "APIKEY_FILE", "PORT", "ADMIN_PORT", "ALPHAVANTAGE_URL", "SYMBOL", "NDAYS", "CACHE_TTL", "KV_URL", "LOG_FORMAT"]
+        {
             command.env_remove(key);
         }
         command.envs([("BIND", "127.0.0.1"), ("PORT", "0"), ("ADMIN_PORT", "0"), ("LOG_FORMAT", "json"), ("LOG_LEVEL", "info")]);
@@ -290,12 +327,11 @@ impl Host {
         reply.body
     }
 
-    /// Value of an unlabelled (or exactly labelled) sample in `/metrics`.
+    /// Value of an unlabelled (or exactly labelled) sample in `/metrics`; a missing sample fails the
+    /// test, so an assertion on zero cannot pass because the metric vanished.
     pub fn metric(&self, sample: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.trim().parse().ok()))
-            .unwrap_or(0.0)
+        let text = self.metrics();
+        sample_value(&text, sample).unwrap_or_else(|| panic!("no sample {sample} in /metrics:\n{text}"))
     }
 }
 
@@ -333,10 +369,8 @@ impl WasmtimeServe {
 /// Closes of `symbol` from the simulator's own document, oldest first, as (date, ten-thousandths).
 pub fn oracle_closes(series: &serde_json::Value) -> Vec<(String, i64)> {
     let rows = series["Time Series (Daily)"].as_object().expect("series object");
-    let mut closes: Vec<(String, i64)> = rows
-        .iter()
-        .map(|(date, row)| (date.clone(), ten_thousandths(row["4. close"].as_str().expect("close string"))))
-        .collect();
+    let mut closes: Vec<(String, i64)> =
+        rows.iter().map(|(date, row)| (date.clone(), ten_thousandths(row["4. close"].as_str().expect("close string")))).collect();
     closes.sort();
     closes
 }

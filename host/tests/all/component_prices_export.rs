@@ -8,7 +8,7 @@ use clap::Parser;
 use stock_host::config::{Cli, Command};
 use stock_host::egress::EgressPolicy;
 use stock_host::engine::{build_engine, build_linker};
-use stock_host::keyvalue::{KvStore, MemoryStore};
+use stock_host::keyvalue::Buckets;
 use stock_host::metrics::Metrics;
 use stock_host::secrets::ComponentConfig;
 use stock_host::state::RequestState;
@@ -18,7 +18,7 @@ use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::common::*;
 
-fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Arc<dyn KvStore>) -> Val {
+fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Buckets) -> Val {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let Command::Serve(config) = Cli::parse_from(["stock-host", "serve", "--alphavantage-url", &sim.url()]).command;
@@ -35,10 +35,7 @@ fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Arc<dyn KvStore
         let interface = instance.get_export_index(&mut store, None, "stock:service/prices@1.0.0").expect("prices export");
         let function = instance.get_export_index(&mut store, Some(&interface), "closing-prices").expect("closing-prices");
         let func = instance.get_func(&mut store, function).expect("func");
-        let params = [
-            Val::Option(symbol.map(|s| Box::new(Val::String(s.into())))),
-            Val::Option(days.map(|d| Box::new(Val::U32(d)))),
-        ];
+        let params = [Val::Option(symbol.map(|s| Box::new(Val::String(s.into())))), Val::Option(days.map(|d| Box::new(Val::U32(d))))];
         let mut results = [Val::Bool(false)];
         func.call_async(&mut store, &params, &mut results).await.expect("call");
         results[0].clone()
@@ -52,7 +49,7 @@ fn field<'a>(record: &'a [(String, Val)], name: &str) -> &'a Val {
 #[test]
 fn closing_prices_export_answers_exactly_and_uses_the_shared_cache() {
     let sim = Sim::start();
-    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new(100));
+    let kv = Buckets::in_memory(100);
     let Val::Result(Ok(Some(series))) = call(Some("ibm"), Some(3), &sim, &kv) else { panic!("expected a series") };
     let Val::Record(series) = *series else { panic!("series is a record") };
     assert_eq!(field(&series, "symbol"), &Val::String("IBM".into()));
@@ -69,8 +66,10 @@ fn closing_prices_export_answers_exactly_and_uses_the_shared_cache() {
 #[test]
 fn closing_prices_export_returns_typed_errors() {
     let sim = Sim::start();
-    let kv: Arc<dyn KvStore> = Arc::new(MemoryStore::new(100));
-    for (symbol, days, case) in [(Some("NOPE"), Some(3), "unknown-symbol"), (Some("bad symbol"), None, "invalid-input"), (None, Some(0), "invalid-input")] {
+    let kv = Buckets::in_memory(100);
+    for (symbol, days, case) in
+        [(Some("NOPE"), Some(3), "unknown-symbol"), (Some("bad symbol"), None, "invalid-input"), (None, Some(0), "invalid-input")]
+    {
         let Val::Result(Err(Some(error))) = call(symbol, days, &sim, &kv) else { panic!("{symbol:?}/{days:?}: expected an error") };
         let Val::Variant(name, _) = *error else { panic!("error is a variant") };
         assert_eq!(name, case, "{symbol:?}/{days:?}");

@@ -18,10 +18,8 @@ fn serve(sim: &Sim, extra: &[(&str, &str)]) -> WasmtimeServe {
 fn expected_body(sim: &Sim, symbol: &str, days: usize) -> String {
     let closes = oracle_closes(&sim.series(symbol));
     let window = &closes[closes.len().saturating_sub(days)..];
-    let prices: Vec<String> = window
-        .iter()
-        .map(|(date, close)| format!(r#"{{"date":"{date}","close":{}}}"#, render_ten_thousandths(*close)))
-        .collect();
+    let prices: Vec<String> =
+        window.iter().map(|(date, close)| format!(r#"{{"date":"{date}","close":{}}}"#, render_ten_thousandths(*close))).collect();
     let values: Vec<i64> = window.iter().map(|(_, c)| *c).collect();
     format!(
         r#"{{"symbol":"{}","ndays":{},"prices":[{}],"average":{}}}"#,
@@ -134,7 +132,9 @@ fn the_key_never_appears_in_answers_or_logs() {
     }
     sim.fault("http-500", 0, None);
     assert!(!get(server.addr, "/MSFT/2").raw().contains(KEY));
-    std::thread::sleep(Duration::from_millis(100));
+    wait_until(Duration::from_secs(5), "wasmtime serve prints the component's upstream lines", || {
+        server.logs().contains("apikey=REDACTED")
+    });
     let logs = server.logs();
     assert!(logs.contains("apikey=REDACTED"), "the component logs redacted upstream URLs:\n{logs}");
     assert!(!logs.contains(KEY), "key in wasmtime serve output:\n{logs}");

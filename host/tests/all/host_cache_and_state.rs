@@ -72,3 +72,37 @@ fn the_breaker_is_shared_opens_after_the_threshold_and_stops_upstream_calls() {
     assert_eq!(host.metric("stock_api_circuit_breaker_state"), 1.0);
     assert_eq!(host.metric("stock_api_circuit_breaker_transitions_total{state=\"open\"}"), 1.0);
 }
+
+#[test]
+fn the_breaker_gauge_follows_what_the_running_build_reports_not_a_keyvalue_layout() {
+    // The fixture build keeps its breaker under keys of its own layout. The host learns the state only
+    // through stock:service/status, so the gauge still follows it; a host decoding keyvalue would show 0.
+    let sim = Sim::start();
+    let fixture = fixture_component_path();
+    let host = Host::with_sim(
+        &sim,
+        "fixture-breaker-key",
+        &[("COMPONENT", fixture.to_str().expect("utf-8")), ("CIRCUIT_BREAKER_THRESHOLD", "1"), ("CIRCUIT_BREAKER_TIMEOUT", "30s")],
+    );
+    assert_eq!(host.metric("stock_api_circuit_breaker_state"), 0.0);
+    sim.fault("http-500", 0, None);
+    assert_eq!(get(host.addr, "/MSFT/7").status, 502);
+    assert_eq!(get(host.addr, "/circuit-breaker").json()["state"], "open");
+    assert_eq!(host.metric("stock_api_circuit_breaker_state"), 1.0);
+    assert_eq!(host.metric("stock_api_circuit_breaker_transitions_total{state=\"open\"}"), 1.0);
+    assert_eq!(host.metric("stock_api_circuit_breaker_transitions_total{state=\"closed\"}"), 0.0);
+}
+
+#[test]
+fn each_answer_names_the_build_that_produced_it() {
+    let sim = Sim::start();
+    let fixture = fixture_component_path();
+    let host = Host::with_sim(&sim, "version-key", &[("COMPONENT", fixture.to_str().expect("utf-8"))]);
+    let want = stock_host::engine::short_version(&std::fs::read(&fixture).expect("fixture"));
+    let released = stock_host::engine::short_version(&std::fs::read(component_path()).expect("component"));
+    assert_ne!(want, released, "the fixture is a different build");
+    for path in ["/MSFT/2", "/health", "/ready", "/_fixture/trap"] {
+        assert_eq!(get(host.addr, path).header("x-component-version"), Some(want.as_str()), "{path}");
+    }
+    assert_eq!(get(host.addr, "/ready").json()["component_version"], want.as_str());
+}

@@ -1,8 +1,8 @@
 //! Metrics (names, promtool), the API key (file rotation, never leaked), egress accounting.
 
+use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use std::io::Write;
 
 use crate::common::*;
 
@@ -100,7 +100,10 @@ fn the_api_key_is_in_no_log_line_header_body_or_metric() {
         seen.push_str(&get(host.addr, "/AAPL/3").raw());
     }
     seen.push_str(&host.metrics());
-    std::thread::sleep(Duration::from_millis(200));
+    // The last request's component stderr is logged as its call ends, which can trail the response.
+    wait_until(Duration::from_secs(5), "the hanging call's upstream line is logged", || {
+        host.logs().matches("apikey=REDACTED").count() >= 7
+    });
     let logs = host.logs();
     assert!(logs.contains("apikey=REDACTED"), "upstream calls are logged, redacted:\n{logs}");
     assert!(!seen.contains(KEY), "key in an answer or metric:\n{seen}");

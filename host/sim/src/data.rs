@@ -15,9 +15,7 @@ pub const LAST_REFRESHED: Date = Date::from_ymd(2026, 11, 20);
 pub const COMPACT_ROWS: usize = 100;
 
 /// Symbols the simulator knows; anything else gets the "Invalid API call" error.
-pub const KNOWN_SYMBOLS: [&str; 12] = [
-    "MSFT", "AAPL", "IBM", "GOOGL", "AMZN", "NVDA", "TSLA", "META", "BRK.B", "BRK-A", "SPY", "QQQ",
-];
+pub const KNOWN_SYMBOLS: [&str; 12] = ["MSFT", "AAPL", "IBM", "GOOGL", "AMZN", "NVDA", "TSLA", "META", "BRK.B", "BRK-A", "SPY", "QQQ"];
 
 /// Ten-thousandths in one dollar.
 const SCALE: i64 = 10_000;
@@ -57,10 +55,7 @@ pub struct Bar {
 
 /// The canonical (upper-case) symbol if `symbol` names a known one, ignoring ASCII case.
 pub fn known_symbol(symbol: &str) -> Option<&'static str> {
-    KNOWN_SYMBOLS
-        .iter()
-        .copied()
-        .find(|known| known.eq_ignore_ascii_case(symbol))
+    KNOWN_SYMBOLS.iter().copied().find(|known| known.eq_ignore_ascii_case(symbol))
 }
 
 /// Formats ten-thousandths as a decimal string with exactly four places, e.g. `4174600` -> `"417.4600"`.
@@ -126,23 +121,13 @@ pub fn daily_bars(symbol: &str) -> Vec<Bar> {
         .map(|date| {
             let day = date.to_string();
             let previous_close = base + walk;
-            walk = reflect(
-                walk + plus_minus(draw(symbol, &day, b'c'), base / STEP_DIVISOR),
-                bound,
-            );
+            walk = reflect(walk + plus_minus(draw(symbol, &day, b'c'), base / STEP_DIVISOR), bound);
             let close = base + walk;
             let open = previous_close + plus_minus(draw(symbol, &day, b'o'), base / GAP_DIVISOR);
             let high = open.max(close) + up_to(draw(symbol, &day, b'h'), base / WICK_DIVISOR);
             let low = open.min(close) - up_to(draw(symbol, &day, b'l'), base / WICK_DIVISOR);
             let volume = MIN_VOLUME + draw(symbol, &day, b'v') % VOLUME_SPREAD;
-            Bar {
-                date,
-                open,
-                high,
-                low,
-                close,
-                volume,
-            }
+            Bar { date, open, high, low, close, volume }
         })
         .collect();
     bars.reverse();
@@ -152,40 +137,22 @@ pub fn daily_bars(symbol: &str) -> Vec<Bar> {
 /// The "Meta Data" object of a daily answer for `symbol` (echoed as given).
 fn meta_data(symbol: &str) -> Json {
     Json::Obj(vec![
-        (
-            "1. Information".into(),
-            Json::str("Daily Prices (open, high, low, close) and Volumes"),
-        ),
+        ("1. Information".into(), Json::str("Daily Prices (open, high, low, close) and Volumes")),
         ("2. Symbol".into(), Json::str(symbol)),
-        (
-            "3. Last Refreshed".into(),
-            Json::str(LAST_REFRESHED.to_string()),
-        ),
+        ("3. Last Refreshed".into(), Json::str(LAST_REFRESHED.to_string())),
         ("4. Output Size".into(), Json::str("Compact")),
         ("5. Time Zone".into(), Json::str("US/Eastern")),
-        (
-            "6. Note".into(),
-            Json::str("Deterministic sample data from alphavantage-sim, not market prices"),
-        ),
+        ("6. Note".into(), Json::str("Deterministic sample data from alphavantage-sim, not market prices")),
     ])
 }
 
 /// One row of "Time Series (Daily)".
 fn bar_json(bar: &Bar) -> (String, Json) {
     let row = Json::Obj(vec![
-        (
-            "1. open".into(),
-            Json::str(format_ten_thousandths(bar.open)),
-        ),
-        (
-            "2. high".into(),
-            Json::str(format_ten_thousandths(bar.high)),
-        ),
+        ("1. open".into(), Json::str(format_ten_thousandths(bar.open))),
+        ("2. high".into(), Json::str(format_ten_thousandths(bar.high))),
         ("3. low".into(), Json::str(format_ten_thousandths(bar.low))),
-        (
-            "4. close".into(),
-            Json::str(format_ten_thousandths(bar.close)),
-        ),
+        ("4. close".into(), Json::str(format_ten_thousandths(bar.close))),
         ("5. volume".into(), Json::str(bar.volume.to_string())),
     ]);
     (bar.date.to_string(), row)
@@ -193,14 +160,8 @@ fn bar_json(bar: &Bar) -> (String, Json) {
 
 /// A full TIME_SERIES_DAILY success document for `symbol` (as shown in "2. Symbol") with the given rows.
 pub fn daily_document(symbol: &str, bars: &[Bar]) -> String {
-    Json::Obj(vec![
-        ("Meta Data".into(), meta_data(symbol)),
-        (
-            "Time Series (Daily)".into(),
-            Json::Obj(bars.iter().map(bar_json).collect()),
-        ),
-    ])
-    .render()
+    Json::Obj(vec![("Meta Data".into(), meta_data(symbol)), ("Time Series (Daily)".into(), Json::Obj(bars.iter().map(bar_json).collect()))])
+        .render()
 }
 
 #[cfg(test)]
@@ -240,21 +201,58 @@ mod tests {
 
     #[test]
     fn fnv1a_matches_reference_vectors() {
-        for (input, want) in [
-            ("", 0xcbf2_9ce4_8422_2325),
-            ("a", 0xaf63_dc4c_8601_ec8c),
-            ("foobar", 0x8594_4171_f739_67e8),
-        ] {
+        for (input, want) in [("", 0xcbf2_9ce4_8422_2325), ("a", 0xaf63_dc4c_8601_ec8c), ("foobar", 0x8594_4171_f739_67e8)] {
             assert_eq!(fnv1a(&[input.as_bytes()]), want, "{input:?}");
         }
     }
 
+    /// Builds a bar from its date and prices, for pinned expectations.
+    fn bar(date: Date, open: i64, high: i64, low: i64, close: i64, volume: u64) -> Bar {
+        Bar { date, open, high, low, close, volume }
+    }
+
+    /// The series are a fixed function of the symbol: these values were computed outside this crate, by a separate
+    /// script implementing the documented scheme (FNV-1a over `SYMBOL|YYYY-MM-DD|field`, a walk reflected at 25% of
+    /// the base price), not by running `daily_bars`. MSFT is the symbol the docs use; AAPL's walk hits the bound
+    /// (2026-10-22..28), so its newest bar also covers the reflection.
     #[test]
-    fn series_are_deterministic_and_distinct_per_symbol() {
-        for symbol in KNOWN_SYMBOLS {
-            assert_eq!(daily_bars(symbol), daily_bars(symbol), "{symbol}");
+    fn series_match_independently_computed_values() {
+        let oldest = Date::from_ymd(2026, 7, 6);
+        for (symbol, want_newest, want_oldest) in [
+            (
+                "MSFT",
+                bar(LAST_REFRESHED, 8_937_750, 9_004_727, 8_832_489, 8_837_737, 632_071),
+                bar(oldest, 8_418_551, 8_519_176, 8_406_525, 8_484_980, 10_938_334),
+            ),
+            (
+                "AAPL",
+                bar(LAST_REFRESHED, 3_926_693, 3_995_747, 3_886_271, 3_987_289, 4_162_415),
+                bar(oldest, 4_826_229, 4_839_006, 4_736_551, 4_765_821, 14_856_742),
+            ),
+        ] {
+            let bars = daily_bars(symbol);
+            assert_eq!(bars.first(), Some(&want_newest), "{symbol} newest");
+            assert_eq!(bars.last(), Some(&want_oldest), "{symbol} oldest");
         }
-        assert_ne!(daily_bars("MSFT")[0].close, daily_bars("AAPL")[0].close);
+    }
+
+    /// No hidden state: building every series in the opposite order gives the same data, and no two symbols share a
+    /// series of closes.
+    #[test]
+    fn series_are_independent_of_call_order_and_distinct_per_symbol() {
+        let forward: Vec<Vec<Bar>> = KNOWN_SYMBOLS.iter().map(|s| daily_bars(s)).collect();
+        let mut backward: Vec<Vec<Bar>> = KNOWN_SYMBOLS.iter().rev().map(|s| daily_bars(s)).collect();
+        backward.reverse();
+        for ((symbol, a), b) in KNOWN_SYMBOLS.iter().zip(&forward).zip(&backward) {
+            assert!(a == b, "{symbol}: series depends on call order");
+        }
+
+        let closes: Vec<Vec<i64>> = forward.iter().map(|bars| bars.iter().map(|b| b.close).collect()).collect();
+        for (i, a) in closes.iter().enumerate() {
+            for (j, b) in closes.iter().enumerate().skip(i + 1) {
+                assert_ne!(a, b, "{} and {}", KNOWN_SYMBOLS[i], KNOWN_SYMBOLS[j]);
+            }
+        }
     }
 
     #[test]
@@ -263,25 +261,13 @@ mod tests {
             let bars = daily_bars(symbol);
             assert_eq!(bars.len(), COMPACT_ROWS);
             assert_eq!(bars[0].date, LAST_REFRESHED);
-            assert!(
-                bars.windows(2).all(|w| w[0].date > w[1].date),
-                "{symbol}: newest first"
-            );
+            assert!(bars.windows(2).all(|w| w[0].date > w[1].date), "{symbol}: newest first");
             for bar in &bars {
                 assert_eq!(bar.date.day_kind(), DayKind::Weekday);
-                assert!(
-                    bar.low <= bar.open && bar.open <= bar.high,
-                    "{symbol} {bar:?}"
-                );
-                assert!(
-                    bar.low <= bar.close && bar.close <= bar.high,
-                    "{symbol} {bar:?}"
-                );
+                assert!(bar.low <= bar.open && bar.open <= bar.high, "{symbol} {bar:?}");
+                assert!(bar.low <= bar.close && bar.close <= bar.high, "{symbol} {bar:?}");
                 assert!(bar.low > 0, "{symbol} {bar:?}");
-                assert!(
-                    bar.close >= MIN_BASE * 3 / 4 && bar.close <= MAX_BASE * 5 / 4,
-                    "{symbol} {bar:?}"
-                );
+                assert!(bar.close >= MIN_BASE * 3 / 4 && bar.close <= MAX_BASE * 5 / 4, "{symbol} {bar:?}");
                 assert!(bar.volume >= MIN_VOLUME);
             }
         }
@@ -289,17 +275,9 @@ mod tests {
 
     #[test]
     fn last_two_decimals_vary() {
-        let closes: Vec<i64> = KNOWN_SYMBOLS
-            .iter()
-            .flat_map(|s| daily_bars(s))
-            .map(|b| b.close)
-            .collect();
+        let closes: Vec<i64> = KNOWN_SYMBOLS.iter().flat_map(|s| daily_bars(s)).map(|b| b.close).collect();
         let not_round = closes.iter().filter(|c| *c % 100 != 0).count();
-        assert!(
-            not_round > closes.len() / 2,
-            "{not_round} of {}",
-            closes.len()
-        );
+        assert!(not_round > closes.len() / 2, "{not_round} of {}", closes.len());
     }
 
     #[test]
@@ -313,15 +291,9 @@ mod tests {
             ("/Meta Data/4. Output Size", "Compact"),
             ("/Meta Data/5. Time Zone", "US/Eastern"),
         ] {
-            assert_eq!(
-                doc.pointer(pointer).and_then(|v| v.as_str()),
-                Some(want),
-                "{pointer}"
-            );
+            assert_eq!(doc.pointer(pointer).and_then(|v| v.as_str()), Some(want), "{pointer}");
         }
-        let series = doc["Time Series (Daily)"]
-            .as_object()
-            .expect("series object");
+        let series = doc["Time Series (Daily)"].as_object().expect("series object");
         assert_eq!(series.len(), COMPACT_ROWS);
         let newest = text.find("\"2026-11-20\"").expect("newest row");
         let next = text.find("\"2026-11-19\"").expect("second row");
@@ -329,16 +301,8 @@ mod tests {
         let row = &doc["Time Series (Daily)"]["2026-11-20"];
         for field in ["1. open", "2. high", "3. low", "4. close"] {
             let value = row[field].as_str().expect("string price");
-            assert_eq!(
-                value.split('.').nth(1).map(str::len),
-                Some(4),
-                "{field}: {value}"
-            );
+            assert_eq!(value.split('.').nth(1).map(str::len), Some(4), "{field}: {value}");
         }
-        assert!(
-            row["5. volume"]
-                .as_str()
-                .is_some_and(|v| v.parse::<u64>().is_ok())
-        );
+        assert!(row["5. volume"].as_str().is_some_and(|v| v.parse::<u64>().is_ok()));
     }
 }

@@ -71,15 +71,9 @@ impl Inner {
     fn record_call(&mut self, symbol: Option<&str>) -> Plan {
         self.calls += 1;
         if let Some(symbol) = symbol.filter(|s| !s.is_empty()) {
-            *self
-                .by_symbol
-                .entry(symbol.to_ascii_uppercase())
-                .or_default() += 1;
+            *self.by_symbol.entry(symbol.to_ascii_uppercase()).or_default() += 1;
         }
-        let plan = Plan {
-            fault: self.fault,
-            latency: Duration::from_millis(self.latency_ms),
-        };
+        let plan = Plan { fault: self.fault, latency: Duration::from_millis(self.latency_ms) };
         if let Some(countdown) = self.countdown.as_mut() {
             countdown.remaining = countdown.remaining.saturating_sub(1);
             if countdown.remaining == 0 {
@@ -91,40 +85,21 @@ impl Inner {
         plan
     }
 
-    fn set_fault(
-        &mut self,
-        fault: FaultMode,
-        latency_ms: Option<u64>,
-        times: Option<u32>,
-    ) -> FaultView {
+    fn set_fault(&mut self, fault: FaultMode, latency_ms: Option<u64>, times: Option<u32>) -> FaultView {
         // The latency to come back to is the one of the last permanent setting.
-        let permanent_latency_ms = self
-            .countdown
-            .map_or(self.latency_ms, |c| c.restore_latency_ms);
+        let permanent_latency_ms = self.countdown.map_or(self.latency_ms, |c| c.restore_latency_ms);
         self.fault = fault;
         self.latency_ms = latency_ms.unwrap_or(self.latency_ms);
-        self.countdown = times.map(|remaining| Countdown {
-            remaining,
-            restore_latency_ms: permanent_latency_ms,
-        });
+        self.countdown = times.map(|remaining| Countdown { remaining, restore_latency_ms: permanent_latency_ms });
         self.fault_view()
     }
 
     fn fault_view(&self) -> FaultView {
-        FaultView {
-            fault: self.fault.name(),
-            latency_ms: self.latency_ms,
-            times_remaining: self.countdown.map(|c| c.remaining),
-        }
+        FaultView { fault: self.fault.name(), latency_ms: self.latency_ms, times_remaining: self.countdown.map(|c| c.remaining) }
     }
 
     fn stats(&self) -> Stats {
-        Stats {
-            calls: self.calls,
-            by_symbol: self.by_symbol.clone(),
-            fault: self.fault.name(),
-            latency_ms: self.latency_ms,
-        }
+        Stats { calls: self.calls, by_symbol: self.by_symbol.clone(), fault: self.fault.name(), latency_ms: self.latency_ms }
     }
 }
 
@@ -133,13 +108,7 @@ impl Inner {
 impl SimState {
     /// State with an initial permanent fault and latency and zeroed counters.
     pub fn new(fault: FaultMode, latency_ms: u64) -> Self {
-        Self {
-            inner: Mutex::new(Inner {
-                fault,
-                latency_ms,
-                ..Inner::default()
-            }),
-        }
+        Self { inner: Mutex::new(Inner { fault, latency_ms, ..Inner::default() }) }
     }
 
     /// Counts a `/query` call for `symbol` and decides how to answer it, using up one call of a temporary fault.
@@ -149,12 +118,7 @@ impl SimState {
 
     /// Sets the fault mode, optionally the latency (kept when `None`), and optionally limits the setting to the next
     /// `times` calls, after which the mode reverts to `none` and the latency to its previous permanent value.
-    pub async fn set_fault(
-        &self,
-        fault: FaultMode,
-        latency_ms: Option<u64>,
-        times: Option<u32>,
-    ) -> FaultView {
+    pub async fn set_fault(&self, fault: FaultMode, latency_ms: Option<u64>, times: Option<u32>) -> FaultView {
         self.inner.lock().await.set_fault(fault, latency_ms, times)
     }
 
@@ -187,10 +151,7 @@ mod tests {
         }
         let stats = inner.stats();
         assert_eq!(stats.calls, 5);
-        assert_eq!(
-            stats.by_symbol,
-            BTreeMap::from([("MSFT".to_owned(), 2), ("XYZ".to_owned(), 1)])
-        );
+        assert_eq!(stats.by_symbol, BTreeMap::from([("MSFT".to_owned(), 2), ("XYZ".to_owned(), 1)]));
     }
 
     #[test]
@@ -199,71 +160,27 @@ mod tests {
         let hang = FaultMode::Hang;
         let none = FaultMode::None;
         for (initial, put_latency, times, want) in [
-            (
-                0,
-                None,
-                Some(2),
-                [(hang, 0), (hang, 0), (none, 0), (none, 0)],
-            ),
-            (
-                50,
-                Some(200),
-                Some(1),
-                [(hang, 200), (none, 50), (none, 50), (none, 50)],
-            ),
-            (
-                50,
-                None,
-                Some(3),
-                [(hang, 50), (hang, 50), (hang, 50), (none, 50)],
-            ),
-            (
-                0,
-                Some(10),
-                None,
-                [(hang, 10), (hang, 10), (hang, 10), (hang, 10)],
-            ),
+            (0, None, Some(2), [(hang, 0), (hang, 0), (none, 0), (none, 0)]),
+            (50, Some(200), Some(1), [(hang, 200), (none, 50), (none, 50), (none, 50)]),
+            (50, None, Some(3), [(hang, 50), (hang, 50), (hang, 50), (none, 50)]),
+            (0, Some(10), None, [(hang, 10), (hang, 10), (hang, 10), (hang, 10)]),
         ] {
-            let mut inner = Inner {
-                latency_ms: initial,
-                ..Inner::default()
-            };
+            let mut inner = Inner { latency_ms: initial, ..Inner::default() };
             let view = inner.set_fault(hang, put_latency, times);
             assert_eq!(view.times_remaining, times);
-            let got: Vec<(FaultMode, Duration)> = (0..4)
-                .map(|_| inner.record_call(Some("IBM")))
-                .map(|p| (p.fault, p.latency))
-                .collect();
+            let got: Vec<(FaultMode, Duration)> = (0..4).map(|_| inner.record_call(Some("IBM"))).map(|p| (p.fault, p.latency)).collect();
             let want: Vec<(FaultMode, Duration)> = want.iter().map(|(f, l)| (*f, ms(*l))).collect();
-            assert_eq!(
-                got, want,
-                "initial {initial}, latency {put_latency:?}, times {times:?}"
-            );
+            assert_eq!(got, want, "initial {initial}, latency {put_latency:?}, times {times:?}");
         }
     }
 
     #[test]
     fn a_new_temporary_fault_restores_the_last_permanent_latency() {
-        let mut inner = Inner {
-            latency_ms: 5,
-            ..Inner::default()
-        };
+        let mut inner = Inner { latency_ms: 5, ..Inner::default() };
         inner.set_fault(FaultMode::Latency, Some(100), Some(5));
         inner.set_fault(FaultMode::Reset, Some(300), Some(1));
-        assert_eq!(
-            inner.record_call(None),
-            Plan {
-                fault: FaultMode::Reset,
-                latency: ms(300)
-            }
-        );
-        assert_eq!(
-            inner.record_call(None),
-            Plan {
-                fault: FaultMode::None,
-                latency: ms(5)
-            }
-        );
+        assert_eq!(inner.record_call(None), Plan { fault: FaultMode::Reset, latency: ms(300) });
+        assert_eq!(inner.record_call(None), Plan { fault: FaultMode::None, latency: ms(5) });
     }
 
     #[tokio::test]
@@ -271,23 +188,8 @@ mod tests {
         let state = SimState::new(FaultMode::Http500, 20);
         state.record_call(Some("AAPL")).await;
         let view = state.reset().await;
-        assert_eq!(
-            view,
-            FaultView {
-                fault: "none",
-                latency_ms: 0,
-                times_remaining: None
-            }
-        );
+        assert_eq!(view, FaultView { fault: "none", latency_ms: 0, times_remaining: None });
         let stats = state.stats().await;
-        assert_eq!(
-            (
-                stats.calls,
-                stats.by_symbol.len(),
-                stats.fault,
-                stats.latency_ms
-            ),
-            (0, 0, "none", 0)
-        );
+        assert_eq!((stats.calls, stats.by_symbol.len(), stats.fault, stats.latency_ms), (0, 0, "none", 0));
     }
 }

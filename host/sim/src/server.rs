@@ -18,10 +18,8 @@ const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 /// A future that resolves with the signal's name on SIGINT or SIGTERM. Handlers are installed now, so a signal that
 /// arrives before the future is first polled is not lost.
 pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
-    let mut interrupt =
-        signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
-    let mut terminate =
-        signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot install the SIGINT handler")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot install the SIGTERM handler")?;
     Ok(async move {
         tokio::select! {
             _ = interrupt.recv() => "SIGINT",
@@ -32,11 +30,7 @@ pub fn shutdown_signal() -> anyhow::Result<impl Future<Output = &'static str>> {
 
 /// Accepts connections until `shutdown` resolves. Connections still open (hanging ones included) are dropped when
 /// the runtime stops.
-pub async fn run(
-    listener: TcpListener,
-    state: Arc<SimState>,
-    shutdown: impl Future<Output = &'static str>,
-) {
+pub async fn run(listener: TcpListener, state: Arc<SimState>, shutdown: impl Future<Output = &'static str>) {
     tokio::pin!(shutdown);
     loop {
         tokio::select! {

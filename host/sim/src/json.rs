@@ -60,25 +60,12 @@ mod tests {
 
     #[test]
     fn renders_in_insertion_order() {
-        let obj = |entries: Vec<(&str, Json)>| {
-            Json::Obj(
-                entries
-                    .into_iter()
-                    .map(|(k, v)| (k.to_owned(), v))
-                    .collect(),
-            )
-        };
+        let obj = |entries: Vec<(&str, Json)>| Json::Obj(entries.into_iter().map(|(k, v)| (k.to_owned(), v)).collect());
         for (value, want) in [
             (Json::str("a\"b"), r#""a\"b""#.to_owned()),
             (obj(vec![]), "{}".to_owned()),
-            (
-                obj(vec![("b", Json::str("1")), ("a", obj(vec![]))]),
-                "{\n    \"b\": \"1\",\n    \"a\": {}\n}".to_owned(),
-            ),
-            (
-                obj(vec![("z", obj(vec![("y", Json::str("2"))]))]),
-                "{\n    \"z\": {\n        \"y\": \"2\"\n    }\n}".to_owned(),
-            ),
+            (obj(vec![("b", Json::str("1")), ("a", obj(vec![]))]), "{\n    \"b\": \"1\",\n    \"a\": {}\n}".to_owned()),
+            (obj(vec![("z", obj(vec![("y", Json::str("2"))]))]), "{\n    \"z\": {\n        \"y\": \"2\"\n    }\n}".to_owned()),
         ] {
             let text = value.render();
             assert_eq!(text, want);

@@ -86,12 +86,7 @@ pub struct UnknownFaultMode(pub String);
 
 impl fmt::Display for UnknownFaultMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "unknown fault mode {:?}; expected one of: {}",
-            self.0,
-            FaultMode::names().join(", ")
-        )
+        write!(f, "unknown fault mode {:?}; expected one of: {}", self.0, FaultMode::names().join(", "))
     }
 }
 
@@ -101,10 +96,7 @@ impl FromStr for FaultMode {
     type Err = UnknownFaultMode;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|mode| mode.name().eq_ignore_ascii_case(s.trim()))
-            .ok_or_else(|| UnknownFaultMode(s.to_owned()))
+        Self::ALL.into_iter().find(|mode| mode.name().eq_ignore_ascii_case(s.trim())).ok_or_else(|| UnknownFaultMode(s.to_owned()))
     }
 }
 

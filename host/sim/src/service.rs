@@ -83,18 +83,12 @@ impl Endpoint {
 fn into_response(reply: Reply) -> Response<Full<Bytes>> {
     let mut response = Response::new(Full::new(Bytes::from(reply.body)));
     *response.status_mut() = reply.status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(reply.content_type));
     response
 }
 
 /// Handles one request. `reset` is the connection's flag asking for an abortive close when it is dropped.
-pub async fn handle<B>(
-    state: Arc<SimState>,
-    reset: Arc<AtomicBool>,
-    request: Request<B>,
-) -> Result<Response<Full<Bytes>>, Abort> {
+pub async fn handle<B>(state: Arc<SimState>, reset: Arc<AtomicBool>, request: Request<B>) -> Result<Response<Full<Bytes>>, Abort> {
     let method = request.method().clone();
     let uri = request.uri();
     let target = redacted_target(uri.path(), uri.query());
@@ -102,20 +96,12 @@ pub async fn handle<B>(
 
     let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         info!(%method, %target, status = 404, "request");
-        return Ok(into_response(Reply::text(
-            StatusCode::NOT_FOUND,
-            "not found",
-        )));
+        return Ok(into_response(Reply::text(StatusCode::NOT_FOUND, "not found")));
     };
     if method != endpoint.method() {
         info!(%method, %target, status = 405, "request");
-        let mut response = into_response(Reply::text(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method not allowed",
-        ));
-        response
-            .headers_mut()
-            .insert(ALLOW, HeaderValue::from_static(endpoint.allow()));
+        let mut response = into_response(Reply::text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed"));
+        response.headers_mut().insert(ALLOW, HeaderValue::from_static(endpoint.allow()));
         return Ok(response);
     }
 
@@ -168,26 +154,13 @@ mod tests {
     use crate::fault::FaultMode;
     use http_body_util::BodyExt;
 
-    async fn call(
-        state: &Arc<SimState>,
-        method: Method,
-        uri: &str,
-    ) -> (Result<(StatusCode, String), Abort>, bool) {
+    async fn call(state: &Arc<SimState>, method: Method, uri: &str) -> (Result<(StatusCode, String), Abort>, bool) {
         let reset = Arc::new(AtomicBool::new(false));
-        let request = Request::builder()
-            .method(method)
-            .uri(uri)
-            .body(())
-            .expect("valid test request");
+        let request = Request::builder().method(method).uri(uri).body(()).expect("valid test request");
         let result = match handle(Arc::clone(state), Arc::clone(&reset), request).await {
             Ok(response) => {
                 let status = response.status();
-                let body = response
-                    .into_body()
-                    .collect()
-                    .await
-                    .expect("full body")
-                    .to_bytes();
+                let body = response.into_body().collect().await.expect("full body").to_bytes();
                 Ok((status, String::from_utf8_lossy(&body).into_owned()))
             }
             Err(abort) => Err(abort),
@@ -199,30 +172,18 @@ mod tests {
     async fn routes_paths_and_methods() {
         let state = Arc::new(SimState::new(FaultMode::None, 0));
         for (method, uri, want_status) in [
-            (
-                Method::GET,
-                "/query?function=TIME_SERIES_DAILY&symbol=IBM&apikey=demo",
-                StatusCode::OK,
-            ),
+            (Method::GET, "/query?function=TIME_SERIES_DAILY&symbol=IBM&apikey=demo", StatusCode::OK),
             (Method::GET, "/query", StatusCode::OK),
             (Method::POST, "/query", StatusCode::METHOD_NOT_ALLOWED),
             (Method::GET, "/", StatusCode::NOT_FOUND),
-            (
-                Method::GET,
-                "/_sim/fault?mode=none",
-                StatusCode::METHOD_NOT_ALLOWED,
-            ),
+            (Method::GET, "/_sim/fault?mode=none", StatusCode::METHOD_NOT_ALLOWED),
             (Method::PUT, "/_sim/fault?mode=none", StatusCode::OK),
             (Method::PUT, "/_sim/fault?mode=zzz", StatusCode::BAD_REQUEST),
             (Method::GET, "/_sim/stats", StatusCode::OK),
             (Method::POST, "/_sim/reset", StatusCode::OK),
         ] {
             let (result, reset) = call(&state, method.clone(), uri).await;
-            assert_eq!(
-                result.map(|(status, _)| status),
-                Ok(want_status),
-                "{method} {uri}"
-            );
+            assert_eq!(result.map(|(status, _)| status), Ok(want_status), "{method} {uri}");
             assert!(!reset);
         }
     }
@@ -239,11 +200,7 @@ mod tests {
     #[tokio::test]
     async fn hang_mode_does_not_answer() {
         let state = Arc::new(SimState::new(FaultMode::Hang, 0));
-        let pending = tokio::time::timeout(
-            Duration::from_millis(100),
-            call(&state, Method::GET, "/query"),
-        )
-        .await;
+        let pending = tokio::time::timeout(Duration::from_millis(100), call(&state, Method::GET, "/query")).await;
         assert!(pending.is_err(), "a hanging request must still be pending");
         assert_eq!(state.stats().await.calls, 1);
     }

@@ -76,13 +76,8 @@ struct Config {
 
 /// Logs go to stderr so that stdout carries only the `listening on` line.
 fn init_tracing() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(std::io::stderr().is_terminal()).init();
 }
 
 #[tokio::main]
@@ -91,12 +86,8 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
 
     let shutdown = server::shutdown_signal()?;
-    let listener = TcpListener::bind(config.addr)
-        .await
-        .with_context(|| format!("cannot listen on {} (SIM_ADDR)", config.addr))?;
-    let local = listener
-        .local_addr()
-        .context("cannot read the bound address")?;
+    let listener = TcpListener::bind(config.addr).await.with_context(|| format!("cannot listen on {} (SIM_ADDR)", config.addr))?;
+    let local = listener.local_addr().context("cannot read the bound address")?;
 
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "listening on http://{local}").context("cannot write to stdout")?;
@@ -117,44 +108,18 @@ mod tests {
     fn parses_flags_with_defaults() {
         for (args, want) in [
             (vec![], ("127.0.0.1:0", FaultMode::None, 0)),
-            (
-                vec![
-                    "--addr",
-                    "0.0.0.0:8081",
-                    "--fault",
-                    "hang",
-                    "--latency-ms",
-                    "250",
-                ],
-                ("0.0.0.0:8081", FaultMode::Hang, 250),
-            ),
-            (
-                vec!["--fault=http-503"],
-                ("127.0.0.1:0", FaultMode::Http503, 0),
-            ),
+            (vec!["--addr", "0.0.0.0:8081", "--fault", "hang", "--latency-ms", "250"], ("0.0.0.0:8081", FaultMode::Hang, 250)),
+            (vec!["--fault=http-503"], ("127.0.0.1:0", FaultMode::Http503, 0)),
         ] {
             let argv = std::iter::once("alphavantage-sim").chain(args.iter().copied());
             let config = Config::try_parse_from(argv).expect("valid flags");
-            assert_eq!(
-                (
-                    config.addr.to_string().as_str(),
-                    config.fault,
-                    config.latency_ms
-                ),
-                want,
-                "{args:?}"
-            );
+            assert_eq!((config.addr.to_string().as_str(), config.fault, config.latency_ms), want, "{args:?}");
         }
     }
 
     #[test]
     fn rejects_bad_flags() {
-        for args in [
-            vec!["--fault", "explode"],
-            vec!["--latency-ms", "-1"],
-            vec!["--latency-ms", "600001"],
-            vec!["--addr", "localhost"],
-        ] {
+        for args in [vec!["--fault", "explode"], vec!["--latency-ms", "-1"], vec!["--latency-ms", "600001"], vec!["--addr", "localhost"]] {
             let argv = std::iter::once("alphavantage-sim").chain(args.iter().copied());
             assert!(Config::try_parse_from(argv).is_err(), "{args:?}");
         }

@@ -28,10 +28,7 @@ impl Params {
 
     /// The first value of `name`, if present (possibly empty).
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.pairs
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.as_str())
+        self.pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -45,9 +42,7 @@ fn decode(component: &str) -> String {
         match bytes[i] {
             b'+' => out.push(b' '),
             b'%' => {
-                let hex = bytes
-                    .get(i + 1..i + 3)
-                    .and_then(|h| std::str::from_utf8(h).ok());
+                let hex = bytes.get(i + 1..i + 3).and_then(|h| std::str::from_utf8(h).ok());
                 match hex.and_then(|h| u8::from_str_radix(h, 16).ok()) {
                     Some(byte) => {
                         out.push(byte);
@@ -73,11 +68,7 @@ pub fn redacted_target(path: &str, query: Option<&str>) -> String {
         .split('&')
         .map(|pair| {
             let name = pair.split_once('=').map_or(pair, |(name, _)| name);
-            if decode(name).eq_ignore_ascii_case(APIKEY) {
-                format!("{APIKEY}={REDACTED}")
-            } else {
-                pair.to_owned()
-            }
+            if decode(name).eq_ignore_ascii_case(APIKEY) { format!("{APIKEY}={REDACTED}") } else { pair.to_owned() }
         })
         .collect();
     format!("{path}?{}", redacted.join("&"))
@@ -90,11 +81,7 @@ mod tests {
     #[test]
     fn parses_and_decodes_parameters() {
         for (query, name, want) in [
-            (
-                "function=TIME_SERIES_DAILY&symbol=MSFT",
-                "symbol",
-                Some("MSFT"),
-            ),
+            ("function=TIME_SERIES_DAILY&symbol=MSFT", "symbol", Some("MSFT")),
             ("symbol=BRK%2EB", "symbol", Some("BRK.B")),
             ("symbol=a+b", "symbol", Some("a b")),
             ("symbol=%zz", "symbol", Some("%zz")),
@@ -114,17 +101,9 @@ mod tests {
     fn redacts_the_key_everywhere() {
         for (path, query, want) in [
             ("/query", None, "/query"),
-            (
-                "/query",
-                Some("function=F&apikey=SECRET&symbol=X"),
-                "/query?function=F&apikey=REDACTED&symbol=X",
-            ),
+            ("/query", Some("function=F&apikey=SECRET&symbol=X"), "/query?function=F&apikey=REDACTED&symbol=X"),
             ("/query", Some("apikey=SECRET"), "/query?apikey=REDACTED"),
-            (
-                "/query",
-                Some("APIKEY=s1&api%6Bey=s2"),
-                "/query?apikey=REDACTED&apikey=REDACTED",
-            ),
+            ("/query", Some("APIKEY=s1&api%6Bey=s2"), "/query?apikey=REDACTED&apikey=REDACTED"),
             ("/query", Some("apikey"), "/query?apikey=REDACTED"),
             ("/x", Some("a=1"), "/x?a=1"),
         ] {

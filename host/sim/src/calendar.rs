@@ -33,9 +33,7 @@ impl Date {
         let mp = if m > 2 { m - 3 } else { m + 9 };
         let doy = (153 * mp + 2) / 5 + day as i64 - 1;
         let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-        Self {
-            days: era * 146_097 + doe - 719_468,
-        }
+        Self { days: era * 146_097 + doe - 719_468 }
     }
 
     /// Year, month (1..=12) and day of month.
@@ -64,9 +62,7 @@ impl Date {
 
     /// The day before.
     pub const fn pred(self) -> Self {
-        Self {
-            days: self.days - 1,
-        }
+        Self { days: self.days - 1 }
     }
 }
 
@@ -120,11 +116,7 @@ mod tests {
             ((2026, 11, 23), DayKind::Weekday), // Monday
             ((2000, 1, 1), DayKind::Saturday),
         ] {
-            assert_eq!(
-                Date::from_ymd(ymd.0, ymd.1, ymd.2).day_kind(),
-                want,
-                "{ymd:?}"
-            );
+            assert_eq!(Date::from_ymd(ymd.0, ymd.1, ymd.2).day_kind(), want, "{ymd:?}");
         }
     }
 
@@ -135,11 +127,7 @@ mod tests {
         for (last, count, first_three) in [
             (friday, 100, ["2026-11-20", "2026-11-19", "2026-11-18"]),
             (sunday, 3, ["2026-11-20", "2026-11-19", "2026-11-18"]),
-            (
-                Date::from_ymd(2026, 11, 17),
-                3,
-                ["2026-11-17", "2026-11-16", "2026-11-13"],
-            ),
+            (Date::from_ymd(2026, 11, 17), 3, ["2026-11-17", "2026-11-16", "2026-11-13"]),
         ] {
             let days = trading_days(last, count);
             assert_eq!(days.len(), count);
@@ -154,9 +142,6 @@ mod tests {
     fn hundred_trading_days_span_twenty_weeks() {
         let days = trading_days(Date::from_ymd(2026, 11, 20), 100);
         // 100 weekdays ending on a Friday start on the Monday 19 weeks and 4 days earlier.
-        assert_eq!(
-            days.last().map(ToString::to_string).as_deref(),
-            Some("2026-07-06")
-        );
+        assert_eq!(days.last().map(ToString::to_string).as_deref(), Some("2026-07-06"));
     }
 }

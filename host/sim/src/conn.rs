@@ -35,29 +35,17 @@ impl Drop for ResetOnDrop {
 }
 
 impl AsyncRead for ResetOnDrop {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
     }
 }
 
 impl AsyncWrite for ResetOnDrop {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[io::IoSlice<'_>],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
     }
 
@@ -77,12 +65,8 @@ impl AsyncWrite for ResetOnDrop {
 /// Serves HTTP/1 requests on `stream` until the client closes it or a fault aborts it.
 pub async fn serve(stream: TcpStream, state: Arc<SimState>) {
     let reset = Arc::new(AtomicBool::new(false));
-    let io = TokioIo::new(ResetOnDrop {
-        stream,
-        reset: Arc::clone(&reset),
-    });
-    let svc =
-        service_fn(move |request| service::handle(Arc::clone(&state), Arc::clone(&reset), request));
+    let io = TokioIo::new(ResetOnDrop { stream, reset: Arc::clone(&reset) });
+    let svc = service_fn(move |request| service::handle(Arc::clone(&state), Arc::clone(&reset), request));
     if let Err(error) = http1::Builder::new().serve_connection(io, svc).await {
         debug!(%error, "connection ended with an error");
     }

@@ -25,7 +25,8 @@ const DEMO_SYMBOL: &str = "IBM";
 const OUTPUT_SIZE_FULL: &str = "full";
 
 /// Upstream's answer to an unknown or invalid symbol.
-pub const INVALID_CALL: &str = "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) for TIME_SERIES_DAILY.";
+pub const INVALID_CALL: &str =
+    "Invalid API call. Please retry or visit the documentation (https://www.alphavantage.co/documentation/) for TIME_SERIES_DAILY.";
 /// Upstream's answer to a missing or invalid key.
 pub const BAD_KEY: &str = "the parameter apikey is invalid or missing. Please claim your free API key on (https://www.alphavantage.co/support/#api-key). It should take less than 20 seconds.";
 /// Upstream's answer to the demo key used on a symbol other than IBM.
@@ -56,11 +57,7 @@ pub struct Reply {
 impl Reply {
     /// HTTP 200 JSON, the way upstream sends everything, errors included.
     pub fn json(body: String) -> Self {
-        Self {
-            status: StatusCode::OK,
-            content_type: JSON,
-            body,
-        }
+        Self { status: StatusCode::OK, content_type: JSON, body }
     }
 
     /// HTTP 200 JSON object with a single string entry, e.g. `{"Error Message": "..."}`, pretty-printed as
@@ -71,11 +68,7 @@ impl Reply {
 
     /// A plain-text answer from the simulator itself.
     pub fn text(status: StatusCode, body: &str) -> Self {
-        Self {
-            status,
-            content_type: TEXT,
-            body: format!("{body}\n"),
-        }
+        Self { status, content_type: TEXT, body: format!("{body}\n") }
     }
 }
 
@@ -96,16 +89,8 @@ pub enum Outcome {
 pub fn answer_query(params: &Params, fault: FaultMode) -> Outcome {
     let reply = match fault {
         FaultMode::None | FaultMode::Latency => answer_upstream(params),
-        FaultMode::Http500 => Reply {
-            status: StatusCode::INTERNAL_SERVER_ERROR,
-            content_type: HTML,
-            body: HTML_500.into(),
-        },
-        FaultMode::Http503 => Reply {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            content_type: HTML,
-            body: HTML_503.into(),
-        },
+        FaultMode::Http500 => Reply { status: StatusCode::INTERNAL_SERVER_ERROR, content_type: HTML, body: HTML_500.into() },
+        FaultMode::Http503 => Reply { status: StatusCode::SERVICE_UNAVAILABLE, content_type: HTML, body: HTML_503.into() },
         FaultMode::Hang => return Outcome::Hang,
         FaultMode::Reset => return Outcome::Reset,
         FaultMode::Malformed => Reply::json(truncated_document(params)),
@@ -127,18 +112,12 @@ fn answer_upstream(params: &Params) -> Reply {
         return Reply::message("Error Message", BAD_KEY);
     }
     if function != TIME_SERIES_DAILY {
-        return Reply::message(
-            "Error Message",
-            &format!("This API function ({function}) does not exist."),
-        );
+        return Reply::message("Error Message", &format!("This API function ({function}) does not exist."));
     }
     if apikey == DEMO_KEY && !symbol.eq_ignore_ascii_case(DEMO_SYMBOL) {
         return Reply::message("Information", DEMO_ONLY);
     }
-    if params
-        .get("outputsize")
-        .is_some_and(|size| size.eq_ignore_ascii_case(OUTPUT_SIZE_FULL))
-    {
+    if params.get("outputsize").is_some_and(|size| size.eq_ignore_ascii_case(OUTPUT_SIZE_FULL)) {
         return Reply::message("Information", PREMIUM);
     }
     match data::known_symbol(symbol) {
@@ -149,10 +128,7 @@ fn answer_upstream(params: &Params) -> Reply {
 
 /// The `symbol` parameter upper-cased, as upstream echoes it.
 fn echoed_symbol(params: &Params) -> String {
-    params
-        .get("symbol")
-        .unwrap_or_default()
-        .to_ascii_uppercase()
+    params.get("symbol").unwrap_or_default().to_ascii_uppercase()
 }
 
 /// A success document cut in half: what a connection dropped mid-body looks like once a client has buffered it.
@@ -186,58 +162,22 @@ mod tests {
     #[test]
     fn upstream_error_cases_are_http_200_json() {
         for (params, key, want) in [
-            (
-                "function=TIME_SERIES_DAILY&symbol=XYZ&apikey=k",
-                "Error Message",
-                INVALID_CALL.to_owned(),
-            ),
-            (
-                "function=TIME_SERIES_DAILY&apikey=k",
-                "Error Message",
-                INVALID_CALL.to_owned(),
-            ),
-            (
-                "function=TIME_SERIES_DAILY&symbol=MSFT",
-                "Error Message",
-                BAD_KEY.to_owned(),
-            ),
-            (
-                "function=TIME_SERIES_DAILY&symbol=MSFT&apikey=",
-                "Error Message",
-                BAD_KEY.to_owned(),
-            ),
-            (
-                "function=TIME_SERIES_DAILY&symbol=MSFT&apikey=demo",
-                "Information",
-                DEMO_ONLY.to_owned(),
-            ),
-            (
-                "function=TIME_SERIES_DAILY&symbol=XYZ&apikey=demo",
-                "Information",
-                DEMO_ONLY.to_owned(),
-            ),
-            (
-                "function=TIME_SERIES_DAILY&symbol=MSFT&apikey=k&outputsize=full",
-                "Information",
-                PREMIUM.to_owned(),
-            ),
+            ("function=TIME_SERIES_DAILY&symbol=XYZ&apikey=k", "Error Message", INVALID_CALL.to_owned()),
+            ("function=TIME_SERIES_DAILY&apikey=k", "Error Message", INVALID_CALL.to_owned()),
+            ("function=TIME_SERIES_DAILY&symbol=MSFT", "Error Message", BAD_KEY.to_owned()),
+            ("function=TIME_SERIES_DAILY&symbol=MSFT&apikey=", "Error Message", BAD_KEY.to_owned()),
+            ("function=TIME_SERIES_DAILY&symbol=MSFT&apikey=demo", "Information", DEMO_ONLY.to_owned()),
+            ("function=TIME_SERIES_DAILY&symbol=XYZ&apikey=demo", "Information", DEMO_ONLY.to_owned()),
+            ("function=TIME_SERIES_DAILY&symbol=MSFT&apikey=k&outputsize=full", "Information", PREMIUM.to_owned()),
             (
                 "function=TIME_SERIES_WEEKLY&symbol=MSFT&apikey=k",
                 "Error Message",
                 "This API function (TIME_SERIES_WEEKLY) does not exist.".to_owned(),
             ),
-            (
-                "symbol=MSFT&apikey=k",
-                "Error Message",
-                "This API function () does not exist.".to_owned(),
-            ),
+            ("symbol=MSFT&apikey=k", "Error Message", "This API function () does not exist.".to_owned()),
         ] {
             let got = reply(params, FaultMode::None);
-            assert_eq!(
-                (got.status, got.content_type),
-                (StatusCode::OK, JSON),
-                "{params}"
-            );
+            assert_eq!((got.status, got.content_type), (StatusCode::OK, JSON), "{params}");
             let doc: Value = serde_json::from_str(&got.body).expect("JSON body");
             assert_eq!(doc, serde_json::json!({ key: want }), "{params}");
         }
@@ -249,20 +189,14 @@ mod tests {
             (OK, "MSFT"),
             ("function=TIME_SERIES_DAILY&symbol=brk.b&apikey=k", "BRK.B"),
             ("function=TIME_SERIES_DAILY&symbol=ibm&apikey=demo", "IBM"),
-            (
-                "function=TIME_SERIES_DAILY&symbol=SPY&apikey=k&outputsize=compact",
-                "SPY",
-            ),
+            ("function=TIME_SERIES_DAILY&symbol=SPY&apikey=k&outputsize=compact", "SPY"),
         ] {
             for fault in [FaultMode::None, FaultMode::Latency] {
                 let got = reply(params, fault);
                 assert_eq!((got.status, got.content_type), (StatusCode::OK, JSON));
                 let doc: Value = serde_json::from_str(&got.body).expect("JSON body");
                 assert_eq!(doc["Meta Data"]["2. Symbol"], symbol, "{params}");
-                assert_eq!(
-                    doc["Time Series (Daily)"].as_object().map(|s| s.len()),
-                    Some(100)
-                );
+                assert_eq!(doc["Time Series (Daily)"].as_object().map(|s| s.len()), Some(100));
             }
         }
     }
@@ -271,75 +205,30 @@ mod tests {
     fn faults_override_the_answer() {
         for (fault, status, content_type, key, text) in [
             (FaultMode::Empty, StatusCode::OK, JSON, None, None),
-            (
-                FaultMode::Note,
-                StatusCode::OK,
-                JSON,
-                Some("Note"),
-                Some(RATE_NOTE),
-            ),
-            (
-                FaultMode::Information,
-                StatusCode::OK,
-                JSON,
-                Some("Information"),
-                Some(DAILY_LIMIT),
-            ),
-            (
-                FaultMode::BadKey,
-                StatusCode::OK,
-                JSON,
-                Some("Error Message"),
-                Some(BAD_KEY),
-            ),
-            (
-                FaultMode::Http500,
-                StatusCode::INTERNAL_SERVER_ERROR,
-                HTML,
-                None,
-                None,
-            ),
-            (
-                FaultMode::Http503,
-                StatusCode::SERVICE_UNAVAILABLE,
-                HTML,
-                None,
-                None,
-            ),
+            (FaultMode::Note, StatusCode::OK, JSON, Some("Note"), Some(RATE_NOTE)),
+            (FaultMode::Information, StatusCode::OK, JSON, Some("Information"), Some(DAILY_LIMIT)),
+            (FaultMode::BadKey, StatusCode::OK, JSON, Some("Error Message"), Some(BAD_KEY)),
+            (FaultMode::Http500, StatusCode::INTERNAL_SERVER_ERROR, HTML, None, None),
+            (FaultMode::Http503, StatusCode::SERVICE_UNAVAILABLE, HTML, None, None),
         ] {
             let got = reply(OK, fault);
-            assert_eq!(
-                (got.status, got.content_type),
-                (status, content_type),
-                "{fault}"
-            );
+            assert_eq!((got.status, got.content_type), (status, content_type), "{fault}");
             match (key, text) {
                 (Some(key), Some(text)) => {
                     let doc: Value = serde_json::from_str(&got.body).expect("JSON body");
                     assert_eq!(doc, serde_json::json!({ key: text }), "{fault}");
                 }
                 _ if content_type == JSON => assert_eq!(got.body, "{}"),
-                _ => assert!(
-                    got.body.contains(&status.as_u16().to_string()),
-                    "{fault}: {}",
-                    got.body
-                ),
+                _ => assert!(got.body.contains(&status.as_u16().to_string()), "{fault}: {}", got.body),
             }
         }
     }
 
     #[test]
     fn hang_and_reset_do_not_answer() {
-        for (fault, want) in [
-            (FaultMode::Hang, Outcome::Hang),
-            (FaultMode::Reset, Outcome::Reset),
-        ] {
+        for (fault, want) in [(FaultMode::Hang, Outcome::Hang), (FaultMode::Reset, Outcome::Reset)] {
             assert_eq!(query(OK, fault), want);
-            assert_eq!(
-                query("", fault),
-                want,
-                "faults apply whatever the parameters"
-            );
+            assert_eq!(query("", fault), want, "faults apply whatever the parameters");
         }
     }
 
@@ -349,10 +238,7 @@ mod tests {
             let got = reply(params, FaultMode::Malformed);
             assert_eq!((got.status, got.content_type), (StatusCode::OK, JSON));
             assert!(got.body.starts_with('{'));
-            assert!(
-                serde_json::from_str::<Value>(&got.body).is_err(),
-                "{params}"
-            );
+            assert!(serde_json::from_str::<Value>(&got.body).is_err(), "{params}");
         }
     }
 

@@ -1,0 +1,45 @@
+//! Reserved paths: matched before `/{symbol}`, so no symbol can shadow them.
+
+/// Liveness (answered by the host itself; the component answers it too under `wasmtime serve`).
+pub const HEALTH: &str = "health";
+/// Readiness: a component is loaded and answers; never calls upstream.
+pub const READY: &str = "ready";
+/// The breaker state as JSON.
+pub const CIRCUIT_BREAKER: &str = "circuit-breaker";
+/// The OpenAPI document.
+pub const OPENAPI: &str = "openapi.json";
+/// Interactive API docs (not served yet: reserved so no symbol takes it).
+pub const DOCS: &str = "docs";
+
+/// Every reserved path segment.
+pub const RESERVED: [&str; 5] = [HEALTH, READY, CIRCUIT_BREAKER, OPENAPI, DOCS];
+
+/// The reserved segment `path` names (leading and trailing `/` ignored, query ignored), if any.
+pub fn reserved(path: &str) -> Option<&'static str> {
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let trimmed = path.strip_prefix('/').unwrap_or(path);
+    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
+    RESERVED.into_iter().find(|name| *name == trimmed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_paths_are_found_with_or_without_slashes_and_queries() {
+        for (path, want) in [
+            ("/health", Some(HEALTH)),
+            ("/ready/", Some(READY)),
+            ("circuit-breaker", Some(CIRCUIT_BREAKER)),
+            ("/openapi.json?x=1", Some(OPENAPI)),
+            ("/docs", Some(DOCS)),
+            ("/", None),
+            ("/MSFT", None),
+            ("/health/x", None),
+            ("/HEALTH", None),
+        ] {
+            assert_eq!(reserved(path), want, "{path}");
+        }
+    }
+}

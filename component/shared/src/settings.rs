@@ -1,0 +1,74 @@
+//! The settings a component build reads from `wasi:config`: each key, the host's environment variable
+//! that feeds it, and its default. Defaults are written in the same syntax operators use, and a build
+//! reads a missing key by parsing its default exactly as it parses a given value.
+
+/// One `wasi:config` key and where its value comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Setting {
+    /// The `wasi:config` key (`-S config-var=KEY=...` under `wasmtime serve`).
+    pub key: &'static str,
+    /// The `stock-host` environment variable (and, lower-cased with dashes, its flag).
+    pub env: &'static str,
+    /// Value when neither is set; `None` for the API key.
+    pub default: Option<&'static str>,
+}
+
+/// Alpha Vantage query endpoint; the only authority the component may call.
+pub const ALPHAVANTAGE_URL: Setting =
+    Setting { key: "alphavantage_url", env: "ALPHAVANTAGE_URL", default: Some("https://www.alphavantage.co/query") };
+/// The Alpha Vantage API key (a secret: never logged, never answered). No default.
+pub const APIKEY: Setting = Setting { key: "apikey", env: "APIKEY", default: None };
+/// Symbol for `GET /`: the seed's default.
+pub const SYMBOL: Setting = Setting { key: "symbol", env: "SYMBOL", default: Some("MSFT") };
+/// Trading days for `GET /` and `GET /{symbol}`: the seed's default week and a half.
+pub const NDAYS: Setting = Setting { key: "ndays", env: "NDAYS", default: Some("7") };
+/// How long a fetched series is fresh: daily closes change once a day and the free tier allows
+/// 25 calls a day, so five minutes keeps a busy service far below it.
+pub const CACHE_TTL: Setting = Setting { key: "cache_ttl", env: "CACHE_TTL", default: Some("300s") };
+/// Deadline of one upstream call: Alpha Vantage usually answers in well under a second.
+pub const UPSTREAM_TIMEOUT: Setting = Setting { key: "upstream_timeout", env: "UPSTREAM_TIMEOUT", default: Some("10s") };
+/// Consecutive upstream failures that open the breaker.
+pub const BREAKER_THRESHOLD: Setting = Setting { key: "breaker_threshold", env: "CIRCUIT_BREAKER_THRESHOLD", default: Some("5") };
+/// How long the breaker stays open before one probe.
+pub const BREAKER_TIMEOUT: Setting = Setting { key: "breaker_timeout", env: "CIRCUIT_BREAKER_TIMEOUT", default: Some("30s") };
+
+/// Every setting, in the order they are documented.
+pub const ALL: [Setting; 8] = [ALPHAVANTAGE_URL, APIKEY, SYMBOL, NDAYS, CACHE_TTL, UPSTREAM_TIMEOUT, BREAKER_THRESHOLD, BREAKER_TIMEOUT];
+
+/// The setting behind `key`, if it is one of ours.
+pub fn by_key(key: &str) -> Option<Setting> {
+    ALL.into_iter().find(|s| s.key == key)
+}
+
+/// The default of a setting that has one (every setting but [`APIKEY`]).
+pub const fn default_of(setting: Setting) -> &'static str {
+    match setting.default {
+        Some(value) => value,
+        None => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_variables_are_unique_and_found() {
+        for (i, a) in ALL.iter().enumerate() {
+            assert_eq!(by_key(a.key), Some(*a));
+            for b in &ALL[i + 1..] {
+                assert_ne!(a.key, b.key);
+                assert_ne!(a.env, b.env);
+            }
+        }
+        assert_eq!(by_key("nope"), None);
+    }
+
+    #[test]
+    fn duration_defaults_are_in_the_duration_syntax() {
+        for setting in [CACHE_TTL, UPSTREAM_TIMEOUT, BREAKER_TIMEOUT] {
+            assert!(crate::duration::parse_ms(default_of(setting)).is_some(), "{setting:?}");
+        }
+        assert_eq!(default_of(APIKEY), "");
+    }
+}
