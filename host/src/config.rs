@@ -26,6 +26,10 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "15s";
 pub const DEFAULT_MAX_MEMORY_MIB: u32 = 64;
 /// Component instances alive at once (pooling allocator slots); more requests wait.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 256;
+/// Slots one symbol may hold: a hanging upstream for one symbol leaves the rest for everyone else.
+pub const DEFAULT_MAX_CONCURRENCY_PER_SYMBOL: u32 = 32;
+/// Open traffic connections: each costs ~18 KB and a file descriptor; containers often allow 1024.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 768;
 /// Keys held by the in-memory cache bucket before the least recently used are evicted.
 pub const DEFAULT_KV_MAX_ENTRIES: usize = 10_000;
 /// How long requests in flight may take to finish after SIGTERM.
@@ -106,6 +110,12 @@ pub struct ServeConfig {
     /// How long the breaker stays open before one probe (`30` or `30s`).
     #[arg(long, env = settings::BREAKER_TIMEOUT.env, default_value = default_of(settings::BREAKER_TIMEOUT), value_parser = parse_positive_duration)]
     pub circuit_breaker_timeout: Duration,
+    /// Upstream calls allowed per UTC day, 0 = unlimited (the component checks it at startup).
+    #[arg(long, env = settings::UPSTREAM_DAILY_QUOTA.env, default_value = default_of(settings::UPSTREAM_DAILY_QUOTA))]
+    pub upstream_daily_quota: String,
+    /// How long "unknown symbol" answers are remembered (0 = not at all).
+    #[arg(long, env = settings::NEGATIVE_CACHE_TTL.env, default_value = default_of(settings::NEGATIVE_CACHE_TTL), value_parser = parse_duration)]
+    pub negative_cache_ttl: Duration,
     /// Deadline for one upstream call.
     #[arg(long, env = settings::UPSTREAM_TIMEOUT.env, default_value = default_of(settings::UPSTREAM_TIMEOUT), value_parser = parse_positive_duration)]
     pub upstream_timeout: Duration,
@@ -121,6 +131,13 @@ pub struct ServeConfig {
     /// Linear memory cap per component instance, in MiB.
     #[arg(long, env = "MAX_MEMORY_MIB", default_value_t = DEFAULT_MAX_MEMORY_MIB, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub max_memory_mib: u32,
+    /// Component instances one first path segment (a symbol) may hold at once, so one slow symbol
+    /// cannot take every slot; further requests for it wait for one of its own.
+    #[arg(long, env = "MAX_CONCURRENCY_PER_SYMBOL", default_value_t = DEFAULT_MAX_CONCURRENCY_PER_SYMBOL, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub max_concurrency_per_symbol: u32,
+    /// Open connections on the traffic port; past it new connections get a 503 and are closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
     /// Component instances alive at once; further requests wait for a slot.
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrency: u32,

@@ -22,6 +22,9 @@ pub enum HostError {
     /// Shutting down, or no component answers.
     #[error("{0}")]
     NotReady(String),
+    /// The request target is not a path (authority-form `host:port`, asterisk-form `*`).
+    #[error("the request target must be a path such as /MSFT/7")]
+    NotAPath,
     /// No route on the admin port.
     #[error("no such admin endpoint")]
     NotFound,
@@ -37,6 +40,7 @@ impl HostError {
             Self::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "request-timeout", "Request deadline exceeded", None),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(1)),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some(1)),
+            Self::NotAPath => (StatusCode::BAD_REQUEST, "invalid-path", "Invalid path", None),
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", None),
         }

@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use http::{Request, Response};
 use http_body_util::BodyExt;
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::oneshot;
 use tracing::Instrument;
 use wasmtime::component::Resource;
@@ -22,8 +21,9 @@ use crate::App;
 use crate::body::{BodyError, HostBody};
 use crate::engine::{EPOCH_TICK, LoadedComponent};
 use crate::error::HostError;
+use crate::slots::{Slot, Slots};
 use crate::state::{RequestState, STDERR_CAPACITY};
-use crate::status::{BreakerStatus, ConfigProblem};
+use crate::status::{BreakerStatus, ConfigProblem, QuotaStatus};
 
 /// Slack after the deadline before the caller stops waiting for the task.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -38,9 +38,10 @@ where
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
-    let started = Instant::now();
-    let permit = acquire_slot(app).await?;
-    let remaining = app.request_timeout.saturating_sub(started.elapsed());
+    let permit = acquire_slot(app, request.uri().path()).await?;
+    // The deadline starts with the slot, so time spent queueing never kills a call mid-way (a leader
+    // killed mid-call would leave its single-flight ticket behind and record no failure).
+    let remaining = app.request_timeout;
     let (mut store, stderr) = new_store(app, remaining);
     let (sender, receiver) = oneshot::channel();
     let incoming = store
@@ -67,9 +68,9 @@ where
     await_response(app, receiver, task, remaining).await
 }
 
-/// A free instance slot, waiting at most the request deadline.
-async fn acquire_slot(app: &App) -> Result<OwnedSemaphorePermit, HostError> {
-    tokio::time::timeout(app.request_timeout, app.slots.clone().acquire_owned())
+/// A free instance slot for `path`'s symbol, waiting at most the request deadline.
+async fn acquire_slot(app: &App, path: &str) -> Result<Slot, HostError> {
+    tokio::time::timeout(app.request_timeout, app.slots.acquire(Slots::key_of(path)))
         .await
         .map_err(|_| HostError::Overloaded)?
         .map_err(|_| HostError::NotReady("shutting down".into()))
@@ -151,6 +152,8 @@ async fn await_response(
 pub struct BuildReport {
     /// Its breaker.
     pub breaker: BreakerStatus,
+    /// Today's use of the upstream quota.
+    pub quota: QuotaStatus,
     /// What it finds wrong with the configuration it sees.
     pub config_problems: Vec<ConfigProblem>,
 }
@@ -162,9 +165,10 @@ pub async fn build_report(app: &App, component: &LoadedComponent) -> anyhow::Res
     let result = async {
         let (_proxy, status) = component.instantiate(&mut store).await.map_err(anyhow::Error::from).context("cannot instantiate")?;
         let breaker = status.call_breaker(&mut store).await.map_err(anyhow::Error::from).context("status.breaker failed")?;
+        let quota = status.call_quota(&mut store).await.map_err(anyhow::Error::from).context("status.quota failed")?;
         let config_problems =
             status.call_check_config(&mut store).await.map_err(anyhow::Error::from).context("status.check-config failed")?;
-        Ok(BuildReport { breaker, config_problems })
+        Ok(BuildReport { breaker, quota, config_problems })
     }
     .await;
     emit_stderr(app, &stderr);

@@ -15,6 +15,7 @@ pub mod keyvalue;
 pub mod metrics;
 pub mod secrets;
 pub mod server;
+pub mod slots;
 pub mod state;
 pub mod status;
 
@@ -26,7 +27,6 @@ use anyhow::Context;
 use http::HeaderValue;
 use stock_shared::settings;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 use wasmtime::Engine;
 
 use crate::config::{APIKEY_FILE_POLL, KvBackend, ServeConfig};
@@ -36,6 +36,7 @@ use crate::handler::build_report;
 use crate::keyvalue::Buckets;
 use crate::metrics::Metrics;
 use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
+use crate::slots::Slots;
 use crate::status::ConfigProblem;
 
 /// Shared state of the running host.
@@ -46,8 +47,9 @@ pub struct App {
     kv: Buckets,
     metrics: Arc<Metrics>,
     egress: EgressPolicy,
-    slots: Arc<Semaphore>,
+    slots: Arc<Slots>,
     request_timeout: Duration,
+    max_connections: usize,
     drain_timeout: Duration,
     shutdown_delay: Duration,
     max_memory_bytes: usize,
@@ -85,7 +87,7 @@ impl App {
     pub async fn refresh_build_metrics(&self) {
         let component = self.component();
         match build_report(self, &component).await {
-            Ok(report) => server::apply_breaker_metrics(&self.metrics, &report.breaker),
+            Ok(report) => server::apply_build_metrics(&self.metrics, &report),
             Err(error) => {
                 tracing::warn!(version = %component.version, error = %format!("{error:#}"), "the running build did not report its status")
             }
@@ -120,7 +122,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let max_memory_bytes = usize::try_from(config.max_memory_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
-    let engine = build_engine(config.max_concurrency, max_memory_bytes)?;
+    let engine = build_engine(config.max_concurrency + HOST_INSTANCES, max_memory_bytes)?;
     let linker = build_linker(&engine)?;
     let component = load_component(&engine, &linker, &config.component)?;
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
@@ -139,7 +141,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             KvBackend::Memory => Buckets::in_memory(config.kv_max_entries),
         },
         metrics,
-        slots: Arc::new(Semaphore::new(usize::try_from(config.max_concurrency).unwrap_or(1))),
+        slots: Slots::new(
+            usize::try_from(config.max_concurrency).unwrap_or(1),
+            usize::try_from(config.max_concurrency_per_symbol).unwrap_or(1),
+        ),
+        max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
         request_timeout: config.request_timeout,
         drain_timeout: config.drain_timeout,
         shutdown_delay: config.shutdown_delay,
@@ -153,7 +159,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if !report.config_problems.is_empty() {
         anyhow::bail!("invalid configuration: {}", describe_config_problems(&report.config_problems));
     }
-    server::apply_breaker_metrics(&app.metrics, &report.breaker);
+    server::apply_build_metrics(&app.metrics, &report);
 
     let traffic =
         TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
@@ -169,9 +175,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         upstream = %app.egress.allowed_authority,
         "listening on http://{traffic_addr}"
     );
-    server::serve(app, traffic, admin, shutdown_signal()).await;
+    server::serve(app, traffic, admin, shutdown_signal()).await?;
     Ok(())
 }
+
+/// Instances beyond MAX_CONCURRENCY for the host's own calls (status at load and on scrapes).
+const HOST_INSTANCES: u32 = 4;
 
 /// A per-process prefix for request ids: the pid alone is 1 in every container, so mix in the start time.
 fn request_id_prefix() -> String {

@@ -38,6 +38,15 @@ pub const KV_OPERATIONS_TOTAL: &str = "stock_host_kv_operations_total";
 /// Outgoing requests refused because their authority is not the configured upstream.
 pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
 
+/// Upstream calls spent today (UTC), as the running build counts them.
+pub const UPSTREAM_QUOTA_USED: &str = "stock_api_upstream_quota_used";
+/// Upstream calls allowed per UTC day (0 = unlimited).
+pub const UPSTREAM_QUOTA_LIMIT: &str = "stock_api_upstream_quota_limit";
+/// Open connections on the traffic port.
+pub const OPEN_CONNECTIONS: &str = "stock_host_open_connections";
+/// Connections answered 503 and closed because MAX_CONNECTIONS were open.
+pub const CONNECTIONS_SHED_TOTAL: &str = "stock_host_connections_shed_total";
+
 /// Label: route template.
 pub const LABEL_ROUTE: &str = "route";
 /// Label: HTTP status code.
@@ -90,6 +99,14 @@ pub struct Metrics {
     pub kv_operations: IntCounterVec,
     /// See [`EGRESS_REFUSED_TOTAL`].
     pub egress_refused: IntCounter,
+    /// See [`UPSTREAM_QUOTA_USED`].
+    pub quota_used: IntGauge,
+    /// See [`UPSTREAM_QUOTA_LIMIT`].
+    pub quota_limit: IntGauge,
+    /// See [`OPEN_CONNECTIONS`].
+    pub open_connections: IntGauge,
+    /// See [`CONNECTIONS_SHED_TOTAL`].
+    pub connections_shed: IntCounter,
 }
 
 /// Histogram buckets for request and upstream latencies (seconds).
@@ -149,6 +166,10 @@ impl Metrics {
             in_flight: gauge(IN_FLIGHT_REQUESTS, "Component requests currently running.")?,
             kv_operations: counter_vec(KV_OPERATIONS_TOTAL, "Keyvalue operations, by operation and result.", &[LABEL_OP, LABEL_RESULT])?,
             egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
+            quota_used: gauge(UPSTREAM_QUOTA_USED, "Upstream calls spent today (UTC).")?,
+            quota_limit: gauge(UPSTREAM_QUOTA_LIMIT, "Upstream calls allowed per UTC day (0 = unlimited).")?,
+            open_connections: gauge(OPEN_CONNECTIONS, "Open connections on the traffic port.")?,
+            connections_shed: counter(CONNECTIONS_SHED_TOTAL, "Connections answered 503 and closed: MAX_CONNECTIONS were open.")?,
             registry,
         };
         metrics.touch_known_labels();

@@ -1,5 +1,6 @@
 //! The API key: from APIKEY or APIKEY_FILE (re-read when the file changes), handed to the component
-//! through `wasi:config`, and scrubbed from anything the host logs.
+//! through `wasi:config`, and scrubbed from everything the process logs: every log line passes through
+//! [`RedactingStderr`], whatever crate wrote it and at whatever level.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -13,6 +14,63 @@ use stock_shared::settings;
 
 use crate::config::{ServeConfig, config_duration};
 
+/// Every API key this process has held. Log output is process-wide, so this is too.
+static KNOWN_SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
+
+/// Makes `secret` unloggable from now on.
+pub fn remember_secret(secret: &str) {
+    if secret.is_empty() {
+        return;
+    }
+    let mut known = KNOWN_SECRETS.write().unwrap_or_else(|p| p.into_inner());
+    if !known.iter().any(|k| k == secret) {
+        known.push(secret.to_owned());
+    }
+}
+
+/// `text` with every key this process has held, and any `apikey=` query value, replaced.
+pub fn redact(text: &str) -> String {
+    let mut out = query_secrets(text);
+    for key in KNOWN_SECRETS.read().unwrap_or_else(|p| p.into_inner()).iter() {
+        if out.contains(key.as_str()) {
+            out = out.replace(key.as_str(), REDACTED);
+        }
+    }
+    out
+}
+
+/// The log writer: collects one event, then writes it to stderr with secrets [`redact`]ed.
+pub struct RedactingStderr;
+
+/// One event's bytes, written (redacted) when dropped.
+pub struct RedactedLine(Vec<u8>);
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
+    type Writer = RedactedLine;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        RedactedLine(Vec::with_capacity(256))
+    }
+}
+
+impl std::io::Write for RedactedLine {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for RedactedLine {
+    fn drop(&mut self) {
+        let line = redact(&String::from_utf8_lossy(&self.0));
+        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+    }
+}
+
 /// One consistent set of variables: the pairs, and the same pairs as wasmtime wants them.
 struct Snapshot {
     pairs: Vec<(String, String)>,
@@ -23,7 +81,6 @@ struct Snapshot {
 pub struct ComponentConfig {
     base: Vec<(String, String)>,
     current: RwLock<Arc<Snapshot>>,
-    keys: RwLock<Vec<String>>,
 }
 
 impl ComponentConfig {
@@ -37,12 +94,14 @@ impl ComponentConfig {
             (settings::UPSTREAM_TIMEOUT, config_duration(config.upstream_timeout)),
             (settings::BREAKER_THRESHOLD, config.circuit_breaker_threshold.clone()),
             (settings::BREAKER_TIMEOUT, config_duration(config.circuit_breaker_timeout)),
+            (settings::UPSTREAM_DAILY_QUOTA, config.upstream_daily_quota.clone()),
+            (settings::NEGATIVE_CACHE_TTL, config_duration(config.negative_cache_ttl)),
         ]
         .into_iter()
         .map(|(setting, value)| (setting.key.to_owned(), value))
         .collect();
         let empty = Snapshot { pairs: Vec::new(), variables: Arc::new(WasiConfigVariables::new()) };
-        let this = Self { base, current: RwLock::new(Arc::new(empty)), keys: RwLock::new(Vec::new()) };
+        let this = Self { base, current: RwLock::new(Arc::new(empty)) };
         this.set_key(apikey);
         this
     }
@@ -65,10 +124,7 @@ impl ComponentConfig {
     pub fn set_key(&self, apikey: Option<String>) {
         let mut pairs = self.base.clone();
         if let Some(key) = apikey.filter(|k| !k.is_empty()) {
-            let mut keys = self.keys.write().unwrap_or_else(|p| p.into_inner());
-            if !keys.contains(&key) {
-                keys.push(key.clone());
-            }
+            remember_secret(&key);
             pairs.push((settings::APIKEY.key.to_owned(), key));
         }
         let variables = Arc::new(pairs.iter().cloned().collect());
@@ -77,13 +133,7 @@ impl ComponentConfig {
 
     /// `text` with every key this process has held, and any `apikey=` query value, replaced.
     pub fn redact(&self, text: &str) -> String {
-        let mut out = query_secrets(text);
-        for key in self.keys.read().unwrap_or_else(|p| p.into_inner()).iter() {
-            if out.contains(key.as_str()) {
-                out = out.replace(key.as_str(), REDACTED);
-            }
-        }
-        out
+        redact(text)
     }
 }
 

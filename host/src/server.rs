@@ -14,9 +14,10 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
+use stock_shared::problem::{PROBLEM_JSON, ProblemDoc};
 use stock_shared::routes;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tracing::Instrument;
 
 use crate::App;
@@ -31,17 +32,36 @@ pub const COMPONENT_VERSION_HEADER: &str = "x-component-version";
 /// Header carrying the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
-/// Serves until `shutdown` resolves, then drains. Returns when every connection is closed or
-/// the drain timeout passed.
-pub async fn serve(app: Arc<App>, traffic: TcpListener, admin: TcpListener, shutdown: impl Future<Output = ()>) {
+/// Connections the admin port keeps open at once (scrapers and operators, never traffic).
+const MAX_ADMIN_CONNECTIONS: usize = 64;
+/// How long a shed connection gets to read its 503 before it is closed anyway.
+const SHED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
+/// At most one "accept failed" line per this interval; the rest are counted into it.
+const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
+
+/// Requests still running when the drain timeout passed: the process should exit non-zero.
+#[derive(Debug, thiserror::Error)]
+#[error("the drain timeout ({0:?}) passed with requests still running; they were cut off")]
+pub struct DrainTimedOut(pub Duration);
+
+/// Serves until `shutdown` resolves, then drains. Returns when every connection is closed, or an
+/// error when the drain timeout passed first.
+pub async fn serve(
+    app: Arc<App>,
+    traffic: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DrainTimedOut> {
     let (stop_accepting, accepting) = watch::channel(false);
     let traffic_graceful = GracefulShutdown::new();
     let admin_graceful = GracefulShutdown::new();
-    let traffic_loop = accept_loop(traffic, accepting.clone(), &traffic_graceful, {
+    let traffic_port = Port { limit: Arc::new(Semaphore::new(app.max_connections)), metrics: Some(app.metrics.clone()) };
+    let admin_port = Port { limit: Arc::new(Semaphore::new(MAX_ADMIN_CONNECTIONS)), metrics: None };
+    let traffic_loop = accept_loop(traffic, traffic_port, accepting.clone(), &traffic_graceful, {
         let app = app.clone();
         move |request| traffic_request(app.clone(), request)
     });
-    let admin_loop = accept_loop(admin, accepting, &admin_graceful, {
+    let admin_loop = accept_loop(admin, admin_port, accepting, &admin_graceful, {
         let app = app.clone();
         move |request| admin_request(app.clone(), request)
     });
@@ -59,28 +79,49 @@ pub async fn serve(app: Arc<App>, traffic: TcpListener, admin: TcpListener, shut
     })
     .await;
     match drained {
-        Ok(()) => tracing::info!("drained; exiting"),
-        Err(_) => tracing::warn!("drain timeout passed with requests still running; exiting"),
+        Ok(()) => {
+            tracing::info!("drained; exiting");
+            Ok(())
+        }
+        Err(_) => {
+            tracing::error!(in_flight = app.metrics.in_flight.get(), "drain timeout passed with requests still running; exiting");
+            Err(DrainTimedOut(app.drain_timeout))
+        }
     }
 }
 
-async fn accept_loop<F, Fut>(listener: TcpListener, mut stop: watch::Receiver<bool>, graceful: &GracefulShutdown, handle: F)
+/// What one listener allows: how many connections at once, and where to count them.
+struct Port {
+    limit: Arc<Semaphore>,
+    metrics: Option<Arc<Metrics>>,
+}
+
+async fn accept_loop<F, Fut>(listener: TcpListener, port: Port, mut stop: watch::Receiver<bool>, graceful: &GracefulShutdown, handle: F)
 where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<HostBody>> + Send + 'static,
 {
+    let mut accept_errors = RateLimitedLog::new(ACCEPT_ERROR_LOG_EVERY);
     loop {
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = stop.wait_for(|stop| *stop) => return,
         };
-        let (stream, _) = match accepted {
-            Ok(pair) => pair,
+        let stream = match accepted {
+            Ok((stream, _)) => stream,
             Err(error) => {
-                tracing::warn!(%error, "accept failed");
+                // Typically EMFILE: out of descriptors. Back off a little so the loop does not spin.
+                accept_errors.record(|suppressed| tracing::warn!(%error, suppressed, "accept failed"));
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
+        };
+        let Ok(open) = port.limit.clone().try_acquire_owned() else {
+            if let Some(metrics) = &port.metrics {
+                metrics.connections_shed.inc();
+            }
+            tokio::spawn(shed(stream));
+            continue;
         };
         let _ = stream.set_nodelay(true);
         let handle = handle.clone();
@@ -88,13 +129,91 @@ where
             let handle = handle.clone();
             async move { Ok::<_, Infallible>(handle(request).await) }
         });
-        let connection = http1::Builder::new().timer(hyper_util::rt::TokioTimer::new()).serve_connection(TokioIo::new(stream), service);
+        let connection = http1::Builder::new()
+            .timer(hyper_util::rt::TokioTimer::new())
+            .header_read_timeout(HEADER_READ_TIMEOUT)
+            .max_headers(MAX_HEADERS)
+            .max_buf_size(MAX_HEADER_BYTES)
+            .serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
+        let gauge = port.metrics.clone();
         tokio::spawn(async move {
+            let _open = open;
+            let _counted = gauge.map(OpenConnection::start);
             if let Err(error) = connection.await {
                 tracing::debug!(%error, "connection ended with an error");
             }
         });
+    }
+}
+
+/// How long a client may take to send its request head before the connection is closed (slowloris).
+pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// Most request headers read; more is answered 431.
+pub const MAX_HEADERS: usize = 100;
+/// Largest request head buffered, in bytes; larger is answered 431.
+pub const MAX_HEADER_BYTES: usize = 64 * 1024;
+
+/// Answers a connection over the cap with a 503 and closes it, never waiting long on the client.
+async fn shed(mut stream: tokio::net::TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let body = ProblemDoc {
+        status: 503,
+        slug: "overloaded",
+        title: "Overloaded",
+        detail: "too many open connections; retry shortly",
+        instance: "/",
+    }
+    .to_json();
+    let head = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: {PROBLEM_JSON}\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    let _ = tokio::time::timeout(SHED_WRITE_TIMEOUT, async {
+        stream.write_all(head.as_bytes()).await?;
+        stream.write_all(body.as_bytes()).await?;
+        stream.shutdown().await
+    })
+    .await;
+}
+
+/// Counts an open traffic connection for as long as it lives.
+struct OpenConnection(Arc<Metrics>);
+
+impl OpenConnection {
+    fn start(metrics: Arc<Metrics>) -> Self {
+        metrics.open_connections.inc();
+        Self(metrics)
+    }
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.0.open_connections.dec();
+    }
+}
+
+/// Logs an event at most once per interval, saying how many were suppressed in between.
+struct RateLimitedLog {
+    every: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimitedLog {
+    fn new(every: Duration) -> Self {
+        Self { every, last: None, suppressed: 0 }
+    }
+
+    fn record(&mut self, log: impl FnOnce(u64)) {
+        let now = Instant::now();
+        if self.last.is_some_and(|last| now.duration_since(last) < self.every) {
+            self.suppressed += 1;
+            return;
+        }
+        log(self.suppressed);
+        self.last = Some(now);
+        self.suppressed = 0;
     }
 }
 
@@ -117,8 +236,14 @@ pub fn route_template(path: &str) -> &'static str {
     }
 }
 
-async fn traffic_request(app: Arc<App>, request: Request<Incoming>) -> Response<HostBody> {
+async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Response<HostBody> {
     let started = Instant::now();
+    // HTTP/1.0 clients may send no Host header; wasi:http needs an authority, and the answer does not
+    // depend on it, so such requests are answered like any other.
+    if request.uri().authority().is_none() && !request.headers().contains_key(header::HOST) {
+        request.headers_mut().insert(header::HOST, HeaderValue::from_static("localhost"));
+    }
+    let target_is_path = request.uri().path().starts_with('/');
     let req_id = app.request_id(request.headers().get(REQUEST_ID_HEADER));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
@@ -128,7 +253,9 @@ async fn traffic_request(app: Arc<App>, request: Request<Incoming>) -> Response<
     let span = tracing::info_span!("request", req_id = %req_id, route, version = %component.version);
     let host_owned = matches!(method, Method::GET | Method::HEAD) && matches!(route, "/health" | "/ready");
     let mut response = async {
-        if host_owned && route == "/health" {
+        if !target_is_path {
+            HostError::NotAPath.into_response(&path, &req_id)
+        } else if host_owned && route == "/health" {
             json_response(StatusCode::OK, static_json(r#"{"status":"ok"}"#))
         } else if host_owned {
             readiness(&app, component.clone(), &req_id, &path).await
@@ -210,6 +337,13 @@ fn json_response(status: StatusCode, body: HostBody) -> Response<HostBody> {
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// Sets the gauges and counters that come from the running build's status report.
+pub fn apply_build_metrics(metrics: &Metrics, report: &crate::handler::BuildReport) {
+    apply_breaker_metrics(metrics, &report.breaker);
+    metrics.quota_used.set(i64::try_from(report.quota.used).unwrap_or(i64::MAX));
+    metrics.quota_limit.set(i64::try_from(report.quota.limit).unwrap_or(i64::MAX));
 }
 
 /// Sets the breaker gauge and transition counters from what the running build reports.

@@ -20,7 +20,7 @@ mod generated {
 use crate::metrics::BREAKER_STATES;
 
 pub use generated::exports::stock::service::status::{
-    BreakerState, BreakerStatus, ConfigProblem, Guest as Status, GuestIndices as StatusIndices,
+    BreakerState, BreakerStatus, ConfigProblem, Guest as Status, GuestIndices as StatusIndices, QuotaStatus,
 };
 
 /// The seed's gauge value: 0 closed, 1 open, 2 half-open.

@@ -32,8 +32,24 @@ pub const BREAKER_THRESHOLD: Setting = Setting { key: "breaker_threshold", env: 
 /// How long the breaker stays open before one probe.
 pub const BREAKER_TIMEOUT: Setting = Setting { key: "breaker_timeout", env: "CIRCUIT_BREAKER_TIMEOUT", default: Some("30s") };
 
+/// Upstream calls allowed per UTC day (0 = unlimited): the free tier's 25.
+pub const UPSTREAM_DAILY_QUOTA: Setting = Setting { key: "upstream_daily_quota", env: "UPSTREAM_DAILY_QUOTA", default: Some("25") };
+/// How long "the upstream does not know this symbol" is remembered, so typos do not spend the quota.
+pub const NEGATIVE_CACHE_TTL: Setting = Setting { key: "negative_cache_ttl", env: "NEGATIVE_CACHE_TTL", default: Some("10m") };
+
 /// Every setting, in the order they are documented.
-pub const ALL: [Setting; 8] = [ALPHAVANTAGE_URL, APIKEY, SYMBOL, NDAYS, CACHE_TTL, UPSTREAM_TIMEOUT, BREAKER_THRESHOLD, BREAKER_TIMEOUT];
+pub const ALL: [Setting; 10] = [
+    ALPHAVANTAGE_URL,
+    APIKEY,
+    SYMBOL,
+    NDAYS,
+    CACHE_TTL,
+    UPSTREAM_TIMEOUT,
+    BREAKER_THRESHOLD,
+    BREAKER_TIMEOUT,
+    UPSTREAM_DAILY_QUOTA,
+    NEGATIVE_CACHE_TTL,
+];
 
 /// The setting behind `key`, if it is one of ours.
 pub fn by_key(key: &str) -> Option<Setting> {
@@ -66,7 +82,7 @@ mod tests {
 
     #[test]
     fn duration_defaults_are_in_the_duration_syntax() {
-        for setting in [CACHE_TTL, UPSTREAM_TIMEOUT, BREAKER_TIMEOUT] {
+        for setting in [CACHE_TTL, UPSTREAM_TIMEOUT, BREAKER_TIMEOUT, NEGATIVE_CACHE_TTL] {
             assert!(crate::duration::parse_ms(default_of(setting)).is_some(), "{setting:?}");
         }
         assert_eq!(default_of(APIKEY), "");

@@ -8,6 +8,7 @@ use super::wasi::http::types::{ErrorCode, Fields, IncomingResponse, Method, Outg
 use super::wasi::io::poll::{self, Pollable};
 use super::wasi::io::streams::StreamError;
 use super::wasi::keyvalue::{atomics, store};
+use super::wasi::random::random;
 use crate::core::config::{self, split_url};
 use crate::core::env::{Env, FetchError, Fetched};
 use stock_shared::keyvalue::{CACHE_BUCKET, STATE_BUCKET};
@@ -109,6 +110,10 @@ impl Env for WasiEnv {
 
     fn log(&self, line: &str) {
         eprintln!("{line}");
+    }
+
+    fn random_u64(&self) -> u64 {
+        random::get_random_u64()
     }
 }
 

@@ -2,9 +2,10 @@
 
 use super::Component;
 use super::env::WasiEnv;
-use super::exports::stock::service::status::{BreakerState, BreakerStatus, ConfigProblem, Guest};
+use super::exports::stock::service::status::{BreakerState, BreakerStatus, ConfigProblem, Guest, QuotaStatus};
 use crate::core::breaker::BreakerState as CoreState;
 use crate::core::service::breaker_report;
+use crate::core::upstream::quota_report;
 
 impl Guest for Component {
     fn breaker() -> BreakerStatus {
@@ -38,6 +39,15 @@ impl Guest for Component {
             transitions_to_open: to_open,
             transitions_to_half_open: to_half_open,
         }
+    }
+
+    fn quota() -> QuotaStatus {
+        let settings = super::config::load().or_else(|_| super::config::defaults());
+        let Ok(settings) = settings else {
+            return QuotaStatus { day: String::new(), used: 0, limit: 0, retry_after_seconds: None };
+        };
+        let report = quota_report(&WasiEnv::default(), &settings);
+        QuotaStatus { day: report.day, used: report.used, limit: report.limit, retry_after_seconds: report.retry_after_secs }
     }
 
     fn check_config() -> Vec<ConfigProblem> {

@@ -94,7 +94,8 @@ pub fn after_failure(was_probe: bool, consecutive_failures: u64, threshold: u32,
     (was_probe || consecutive_failures >= u64::from(threshold)).then_some(BreakerState::Open { until_ms: now_ms.saturating_add(open_ms) })
 }
 
-fn secs_until(now_ms: u64, until_ms: u64) -> u32 {
+/// Whole seconds from `now_ms` until `until_ms`, at least 1 (for `Retry-After`).
+pub fn secs_until(now_ms: u64, until_ms: u64) -> u32 {
     u32::try_from(until_ms.saturating_sub(now_ms).div_ceil(1000)).unwrap_or(u32::MAX).max(1)
 }
 

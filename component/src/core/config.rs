@@ -25,6 +25,10 @@ pub struct Settings {
     pub breaker_threshold: u32,
     /// How long the breaker stays open.
     pub breaker_timeout_ms: u64,
+    /// Upstream calls allowed per UTC day; 0 means unlimited.
+    pub daily_quota: u64,
+    /// How long an unknown symbol is remembered.
+    pub negative_cache_ttl_ms: u64,
 }
 
 /// A configuration value that cannot be used.
@@ -69,16 +73,16 @@ impl Settings {
             s.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| format!("{s:?} is not a whole number of at least 1"))
         });
         let breaker_timeout_ms = reader.take(settings::BREAKER_TIMEOUT, duration(1));
+        let daily_quota = reader
+            .take(settings::UPSTREAM_DAILY_QUOTA, |s| s.parse::<u64>().map_err(|_| format!("{s:?} is not a whole number (0 = unlimited)")));
+        let negative_cache_ttl_ms = reader.take(settings::NEGATIVE_CACHE_TTL, duration(0));
         let apikey = (reader.lookup)(settings::APIKEY.key).map(|k| k.trim().to_owned()).unwrap_or_default();
-        match (upstream_url, default_symbol, default_days, cache_ttl_ms, upstream_timeout_ms, breaker_threshold, breaker_timeout_ms) {
+        let parsed = (upstream_url, default_symbol, default_days, cache_ttl_ms, upstream_timeout_ms);
+        let limits = (breaker_threshold, breaker_timeout_ms, daily_quota, negative_cache_ttl_ms);
+        match (parsed, limits) {
             (
-                Some(upstream_url),
-                Some(default_symbol),
-                Some(default_days),
-                Some(cache_ttl_ms),
-                Some(upstream_timeout_ms),
-                Some(breaker_threshold),
-                Some(breaker_timeout_ms),
+                (Some(upstream_url), Some(default_symbol), Some(default_days), Some(cache_ttl_ms), Some(upstream_timeout_ms)),
+                (Some(breaker_threshold), Some(breaker_timeout_ms), Some(daily_quota), Some(negative_cache_ttl_ms)),
             ) => Ok(Self {
                 upstream_url,
                 apikey,
@@ -88,6 +92,8 @@ impl Settings {
                 upstream_timeout_ms,
                 breaker_threshold,
                 breaker_timeout_ms,
+                daily_quota,
+                negative_cache_ttl_ms,
             }),
             _ => Err(reader.problems),
         }
@@ -152,6 +158,7 @@ mod tests {
         assert_eq!(s.default_symbol.as_str(), "MSFT");
         assert_eq!((s.default_days, s.cache_ttl_ms, s.upstream_timeout_ms), (7, 300_000, 10_000));
         assert_eq!((s.breaker_threshold, s.breaker_timeout_ms), (5, 30_000));
+        assert_eq!((s.daily_quota, s.negative_cache_ttl_ms), (25, 600_000));
         assert_eq!(s.apikey, "");
     }
 

@@ -42,6 +42,8 @@ pub trait Env {
     fn fetch(&self, url: &str, timeout_ms: u64) -> Result<Fetched, FetchError>;
     /// Writes one diagnostic line (stderr); callers never pass secrets.
     fn log(&self, line: &str);
+    /// A random number (for jitter; not for secrets).
+    fn random_u64(&self) -> u64;
 }
 
 /// An in-memory [`Env`] with a scripted upstream and a manual clock, for native tests.
@@ -123,6 +125,9 @@ pub mod fake {
         }
         fn log(&self, line: &str) {
             self.logs.borrow_mut().push(line.to_owned());
+        }
+        fn random_u64(&self) -> u64 {
+            0x9e37_79b9_7f4a_7c15
         }
     }
 }

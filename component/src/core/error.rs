@@ -42,6 +42,14 @@ pub enum Error {
     /// The component's own configuration is unusable.
     #[error(transparent)]
     Config(#[from] ConfigError),
+    /// Today's upstream quota is spent.
+    #[error("the daily upstream quota of {quota} calls is spent")]
+    QuotaExhausted {
+        /// The configured quota.
+        quota: u64,
+        /// Seconds until UTC midnight, when it resets.
+        retry_after_secs: u32,
+    },
     /// The breaker is open after repeated upstream failures.
     #[error("upstream calls are paused after repeated failures")]
     CircuitOpen {
@@ -86,6 +94,9 @@ impl Error {
                 (503, "upstream-misconfigured", "Upstream refused our credentials", Some(*retry_after_secs))
             }
             Self::Config(_) => (503, "service-misconfigured", "Service misconfigured", Some(60)),
+            Self::QuotaExhausted { retry_after_secs, .. } => {
+                (503, "upstream-quota-exhausted", "Daily upstream quota spent", Some(*retry_after_secs))
+            }
             Self::CircuitOpen { retry_after_secs } => (503, "circuit-open", "Circuit breaker open", Some(*retry_after_secs)),
             Self::UpstreamTimeout(_) => (504, "upstream-timeout", "Upstream timeout", None),
         };
@@ -99,6 +110,7 @@ impl Error {
             Self::BadUpstream(_)
                 | Self::RateLimited { .. }
                 | Self::UpstreamMisconfigured { .. }
+                | Self::QuotaExhausted { .. }
                 | Self::CircuitOpen { .. }
                 | Self::UpstreamTimeout(_)
         )
@@ -107,7 +119,7 @@ impl Error {
     /// Whether the failure says the upstream is unhealthy (feeds the breaker). A refused key is our
     /// misconfiguration: opening the breaker would only delay the fix (a rotated key) by the open time.
     pub fn counts_against_upstream(&self) -> bool {
-        self.allows_stale() && !matches!(self, Self::CircuitOpen { .. } | Self::UpstreamMisconfigured { .. })
+        self.allows_stale() && !matches!(self, Self::CircuitOpen { .. } | Self::UpstreamMisconfigured { .. } | Self::QuotaExhausted { .. })
     }
 
     /// Converts an upstream refusal for `symbol`.
@@ -129,6 +141,7 @@ impl Error {
             Self::RateLimited { retry_after_secs } => format!("rate:{retry_after_secs}"),
             Self::UpstreamMisconfigured { retry_after_secs } => format!("misconfigured:{retry_after_secs}"),
             Self::CircuitOpen { retry_after_secs } => format!("open:{retry_after_secs}"),
+            Self::QuotaExhausted { quota, retry_after_secs } => format!("quota:{quota}:{retry_after_secs}"),
             Self::UpstreamTimeout(ms) => format!("timeout:{ms}"),
             other => format!("bad:{other}"),
         }
@@ -143,6 +156,10 @@ impl Error {
             "rate" => Self::RateLimited { retry_after_secs: number() },
             "misconfigured" => Self::UpstreamMisconfigured { retry_after_secs: number() },
             "open" => Self::CircuitOpen { retry_after_secs: number() },
+            "quota" => {
+                let (quota, retry) = rest.split_once(':').unwrap_or((rest, "1"));
+                Self::QuotaExhausted { quota: quota.parse().unwrap_or(0), retry_after_secs: retry.parse().unwrap_or(1) }
+            }
             "timeout" => Self::UpstreamTimeout(rest.parse().unwrap_or(0)),
             _ => Self::BadUpstream(rest.to_owned()),
         }
@@ -168,6 +185,7 @@ mod tests {
             (Error::UpstreamMisconfigured { retry_after_secs: 5 }, 503, "upstream-misconfigured", Some(5)),
             (Error::Config(config), 503, "service-misconfigured", Some(60)),
             (Error::CircuitOpen { retry_after_secs: 9 }, 503, "circuit-open", Some(9)),
+            (Error::QuotaExhausted { quota: 25, retry_after_secs: 7 }, 503, "upstream-quota-exhausted", Some(7)),
             (Error::UpstreamTimeout(1000), 504, "upstream-timeout", None),
         ] {
             let problem = error.problem();
@@ -195,6 +213,7 @@ mod tests {
             Error::RateLimited { retry_after_secs: 60 },
             Error::UpstreamMisconfigured { retry_after_secs: 3600 },
             Error::CircuitOpen { retry_after_secs: 12 },
+            Error::QuotaExhausted { quota: 25, retry_after_secs: 3600 },
             Error::UpstreamTimeout(2000),
             Error::BadUpstream("upstream answered HTTP 500".into()),
         ] {

@@ -37,6 +37,27 @@ pub fn flight_outcome(symbol: &str) -> String {
     format!("flight/{LAYOUT}/{symbol}/outcome")
 }
 
+/// When the current single-flight leader for `symbol` gives up (`until_ms`), in the state bucket:
+/// after that its ticket is an orphan (the leader was killed) and a follower may take over.
+pub fn flight_lease(symbol: &str) -> String {
+    format!("flight/{LAYOUT}/{symbol}/lease")
+}
+
+/// Ticket deciding which follower takes over from the leader whose lease read `lease`, in the state bucket.
+pub fn flight_takeover(symbol: &str, lease: &str) -> String {
+    format!("flight/{LAYOUT}/{symbol}/takeover/{lease}")
+}
+
+/// Until when (`until_ms`) the upstream is known not to have `symbol`, in the cache bucket.
+pub fn unknown_symbol(symbol: &str) -> String {
+    format!("negative/{LAYOUT}/{symbol}")
+}
+
+/// Until when (`until_ms`) the upstream refuses the key with this fingerprint, in the state bucket.
+pub fn refused_key(fingerprint: &str) -> String {
+    format!("refused-key/{LAYOUT}/{fingerprint}")
+}
+
 /// Upstream calls made on a UTC day (`YYYY-MM-DD`), a decimal counter any layout agrees on.
 pub fn quota(day: &str) -> String {
     format!("quota/{day}")
@@ -60,6 +81,10 @@ mod tests {
             breaker_transitions("open"),
             flight_ticket("MSFT"),
             flight_outcome("MSFT"),
+            flight_lease("MSFT"),
+            flight_takeover("MSFT", "1"),
+            unknown_symbol("MSFT"),
+            refused_key("abcd"),
         ] {
             assert!(key.contains(&format!("/{LAYOUT}/")), "{key}");
         }

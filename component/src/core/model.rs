@@ -81,7 +81,8 @@ impl Symbol {
 
 /// Parses a day count: plain decimal digits, 1 to [`MAX_DAYS`].
 pub fn parse_days(text: &str) -> Option<u32> {
-    if text.is_empty() || text.len() > 3 || !text.bytes().all(|b| b.is_ascii_digit()) {
+    // One rule: the canonical decimal form, so `7` and `100` are days and `007` and `0100` are not.
+    if text.is_empty() || text.len() > 3 || text.starts_with('0') || !text.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
     text.parse().ok().filter(|d| (1..=MAX_DAYS).contains(d))
@@ -116,7 +117,9 @@ mod tests {
         for (input, want) in [
             ("1", Some(1)),
             ("7", Some(7)),
-            ("007", Some(7)),
+            ("007", None),
+            ("0100", None),
+            ("0", None),
             ("100", Some(100)),
             ("0", None),
             ("101", None),

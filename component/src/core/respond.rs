@@ -153,6 +153,7 @@ mod tests {
             Error::UpstreamMisconfigured { retry_after_secs: 1 },
             Error::Config(config),
             Error::CircuitOpen { retry_after_secs: 1 },
+            Error::QuotaExhausted { quota: 25, retry_after_secs: 1 },
             Error::UpstreamTimeout(1),
         ] {
             let slug = error.problem().slug;

@@ -1,21 +1,15 @@
 //! The request flow: cache, single flight, breaker and upstream, over an [`Env`].
 
-use stock_shared::redact::query_secrets as redact;
-
-use super::alphavantage::{parse_answer, query_url};
-use super::breaker::{self, Admission, BreakerState, STATE_NAMES};
+use super::breaker::{BreakerState, STATE_NAMES, secs_until};
 use super::cache::{self, Freshness, freshness};
 use super::config::Settings;
 use super::decimal::Decimal;
-use super::env::{Env, FetchError};
+use super::env::Env;
 use super::error::Error;
+use super::flight::single_flight;
 use super::layout;
 use super::model::{Close, MAX_DAYS, Series, Symbol};
-
-/// How often a single-flight follower looks for the leader's result.
-pub const FLIGHT_POLL_MS: u64 = 20;
-/// Extra wait beyond the upstream timeout before a follower gives up on its leader.
-pub const FLIGHT_GRACE_MS: u64 = 2_000;
+use super::upstream::{self, key_fingerprint, stored_ms};
 
 /// Where an answer came from, reported as `X-Cache`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +78,10 @@ fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(S
     if let Some(series) = cached.as_ref().filter(|s| usable(s) == Freshness::Fresh) {
         return Ok((series.clone(), CacheStatus::Hit));
     }
-    match single_flight(env, settings, symbol, cached.as_ref()) {
+    let seen_at = cached.as_ref().map_or(0, |s| s.fetched_at_ms);
+    let fetched = remembered_refusal(env, settings, symbol)
+        .map_or_else(|| single_flight(env, symbol, seen_at, settings.upstream_timeout_ms, || lead_flight(env, settings, symbol)), Err);
+    match fetched {
         Ok(series) => Ok((series, CacheStatus::Miss)),
         Err(error) if error.allows_stale() => match cached.filter(|s| usable(s) != Freshness::Expired) {
             Some(stale) => {
@@ -97,53 +94,16 @@ fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(S
     }
 }
 
-/// Makes at most one upstream call per symbol at a time across all instances sharing the store:
-/// the first to take the ticket fetches, the others wait for its result.
-fn single_flight(env: &impl Env, settings: &Settings, symbol: &Symbol, cached: Option<&Series>) -> Result<Series, Error> {
-    let flight_key = layout::flight_ticket(symbol.as_str());
-    let outcome_key = layout::flight_outcome(symbol.as_str());
-    let seen_at = cached.map_or(0, |s| s.fetched_at_ms);
-    let deadline = env.now_ms().saturating_add(settings.upstream_timeout_ms + FLIGHT_GRACE_MS);
-    loop {
-        let ticket = env.kv_increment(&flight_key, 1);
-        if matches!(ticket, None | Some(1)) {
-            let result = lead_flight(env, settings, symbol);
-            match &result {
-                Ok(_) => env.kv_delete(&outcome_key),
-                Err(error) => env.kv_set(&outcome_key, error.encode_outcome().as_bytes()),
-            }
-            env.kv_delete(&flight_key);
-            return result;
-        }
-        // Follower: wait for a newer series, or for the leader to finish with an error.
-        loop {
-            env.sleep_ms(FLIGHT_POLL_MS);
-            if let Some(series) = newer_series(env, symbol, seen_at) {
-                return Ok(series);
-            }
-            if env.kv_get(&flight_key).is_none() {
-                if let Some(series) = newer_series(env, symbol, seen_at) {
-                    return Ok(series);
-                }
-                return match env.kv_get(&outcome_key) {
-                    Some(outcome) => Err(Error::decode_outcome(&String::from_utf8_lossy(&outcome))),
-                    None => break, // the leader vanished without a word: take a ticket again
-                };
-            }
-            if env.now_ms() >= deadline {
-                // The leader is gone (trap, crash); free the ticket so the next request can lead.
-                env.kv_delete(&flight_key);
-                return Err(Error::UpstreamTimeout(settings.upstream_timeout_ms));
-            }
-        }
-        if env.now_ms() >= deadline {
-            return Err(Error::UpstreamTimeout(settings.upstream_timeout_ms));
-        }
+/// A refusal that asking again would only repeat: a symbol the upstream said it does not know, or a key
+/// it refused (both remembered for a while, so they cost no quota and no waiting).
+fn remembered_refusal(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Option<Error> {
+    let now = env.now_ms();
+    let unknown_until = stored_ms(env.cache_get(&layout::unknown_symbol(symbol.as_str())));
+    if unknown_until.is_some_and(|until| now < until) {
+        return Some(Error::UnknownSymbol(symbol.as_str().to_owned()));
     }
-}
-
-fn newer_series(env: &impl Env, symbol: &Symbol, seen_at: u64) -> Option<Series> {
-    env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes)).filter(|s| s.fetched_at_ms > seen_at)
+    let refused_until = stored_ms(env.kv_get(&layout::refused_key(&key_fingerprint(&settings.apikey))))?;
+    (now < refused_until).then(|| Error::UpstreamMisconfigured { retry_after_secs: secs_until(now, refused_until) })
 }
 
 /// The leader's work: re-check the cache (a previous leader may just have filled it), then ask the breaker.
@@ -159,77 +119,7 @@ fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<S
         env.log("no API key configured (config key apikey); not calling the upstream");
         return Err(Error::UpstreamMisconfigured { retry_after_secs: 60 });
     }
-    guarded_call(env, settings, symbol)
-}
-
-/// Calls the upstream through the circuit breaker and records the result in it.
-fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
-    let now = env.now_ms();
-    let state = stored_breaker(env);
-    let probe_ticket = match state.admit(now, settings.breaker_timeout_ms) {
-        Admission::Proceed => None,
-        Admission::Reject { retry_after_secs } => return Err(Error::CircuitOpen { retry_after_secs }),
-        Admission::Probe => {
-            let ticket_key = layout::breaker_probe(&state.encode());
-            if !matches!(env.kv_increment(&ticket_key, 1), None | Some(1)) {
-                return Err(Error::CircuitOpen { retry_after_secs: 1 });
-            }
-            transition(env, BreakerState::HalfOpen { since_ms: now });
-            Some(ticket_key)
-        }
-    };
-    let result = call_upstream(env, settings, symbol);
-    let healthy = match &result {
-        Ok(_) => true,
-        Err(error) => !error.counts_against_upstream(),
-    };
-    if healthy {
-        if probe_ticket.is_some() || state != BreakerState::Closed {
-            transition(env, BreakerState::Closed);
-        }
-        env.kv_delete(&layout::breaker_failures());
-    } else {
-        let failures = env.kv_increment(&layout::breaker_failures(), 1).unwrap_or(1);
-        let opened =
-            breaker::after_failure(probe_ticket.is_some(), failures, settings.breaker_threshold, env.now_ms(), settings.breaker_timeout_ms);
-        if let Some(open) = opened {
-            transition(env, open);
-            env.kv_delete(&layout::breaker_failures());
-        }
-    }
-    if let Some(ticket_key) = probe_ticket {
-        env.kv_delete(&ticket_key);
-    }
-    result
-}
-
-fn transition(env: &impl Env, to: BreakerState) {
-    env.kv_set(&layout::breaker_state(), to.encode().as_bytes());
-    env.kv_increment(&layout::breaker_transitions(to.name()), 1);
-    env.log(&format!("circuit breaker state={}", to.name()));
-}
-
-fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
-    let url = query_url(&settings.upstream_url, symbol, &settings.apikey);
-    env.kv_increment(&layout::quota(&civil_date(env.now_ms())), 1);
-    let started = env.now_ms();
-    let fetched = env.fetch(&url, settings.upstream_timeout_ms);
-    let elapsed = env.now_ms().saturating_sub(started);
-    let result = fetched
-        .map_err(|e| match e {
-            FetchError::Timeout => Error::UpstreamTimeout(settings.upstream_timeout_ms),
-            FetchError::Failed(why) => Error::BadUpstream(format!("upstream unreachable: {why}")),
-        })
-        .and_then(|answer| parse_answer(answer.status, &answer.body).map_err(|refusal| Error::from_refusal(refusal, symbol.as_str())));
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.problem().slug,
-    };
-    env.log(&format!("upstream url={} outcome={outcome} ms={elapsed}", redact(&url)));
-    let closes = result?;
-    let series = Series { fetched_at_ms: env.now_ms(), closes };
-    env.cache_set(&layout::series(symbol.as_str()), &cache::encode(&series));
-    Ok(series)
+    upstream::guarded_call(env, settings, symbol)
 }
 
 /// `YYYY-MM-DD` (UTC) of a Unix time in milliseconds (Howard Hinnant's days-to-civil).
@@ -301,8 +191,9 @@ pub fn breaker_json(report: &BreakerReport) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::env::Fetched;
+    use crate::core::alphavantage::parse_answer;
     use crate::core::env::fake::FakeEnv;
+    use crate::core::env::{FetchError, Fetched};
 
     const T0: u64 = 1_764_000_000_000;
 
@@ -381,7 +272,7 @@ mod tests {
     fn breaker_opens_after_threshold_then_probes_once_and_closes() {
         let env = env_with_series();
         let s = settings();
-        *env.default_answer.borrow_mut() = Some(Ok(Fetched { status: 503, body: b"<html>".to_vec() }));
+        *env.default_answer.borrow_mut() = Some(Ok(Fetched { status: 500, body: b"<html>".to_vec() }));
         for _ in 0..3 {
             assert!(matches!(closing_prices(&env, &s, &msft(), 2), Err(Error::BadUpstream(_))));
         }
@@ -443,15 +334,6 @@ mod tests {
     }
 
     #[test]
-    fn follower_of_a_dead_leader_gives_up_in_bounded_time_and_frees_the_ticket() {
-        let env = env_with_series();
-        env.kv_set(&layout::flight_ticket("MSFT"), b"1");
-        assert_eq!(closing_prices(&env, &settings(), &msft(), 1), Err(Error::UpstreamTimeout(10_000)));
-        assert!(env.now_ms() <= T0 + 10_000 + FLIGHT_GRACE_MS + FLIGHT_POLL_MS);
-        assert_eq!(env.kv_get(&layout::flight_ticket("MSFT")), None);
-    }
-
-    #[test]
     fn no_api_key_means_no_call() {
         let env = env_with_series();
         let mut s = settings();
@@ -474,6 +356,83 @@ mod tests {
         let env = env_with_series();
         closing_prices(&env, &settings(), &msft(), 1).expect("prices");
         assert_eq!(env.kv_get(&layout::quota(&civil_date(T0))), Some(b"1".to_vec()));
+    }
+
+    #[test]
+    fn a_transient_failure_is_retried_once_within_the_timeout() {
+        let env = env_with_series();
+        env.answers.borrow_mut().push_back(Ok(Fetched { status: 503, body: b"busy".to_vec() }));
+        let got = closing_prices(&env, &settings(), &msft(), 1).expect("the retry succeeds");
+        assert_eq!(got.cache, CacheStatus::Miss);
+        assert_eq!(env.fetched.borrow().len(), 2);
+        assert_eq!(env.kv_get(&layout::quota(&civil_date(T0))), Some(b"2".to_vec()), "the retry is a call too");
+    }
+
+    #[test]
+    fn answers_that_will_not_change_are_not_retried() {
+        for answer in [
+            FakeEnv::ok(r#"{"Error Message": "Invalid API call."}"#),
+            FakeEnv::ok(r#"{"Note": "Our standard API call frequency is 5 calls per minute"}"#),
+            Err(FetchError::Timeout),
+            Ok(Fetched { status: 500, body: b"boom".to_vec() }),
+        ] {
+            let env = env_with_series();
+            *env.default_answer.borrow_mut() = Some(answer.clone());
+            assert!(closing_prices(&env, &settings(), &msft(), 1).is_err());
+            assert_eq!(env.fetched.borrow().len(), 1, "{answer:?}");
+        }
+        let env = env_with_series();
+        *env.default_answer.borrow_mut() = Some(Err(FetchError::Failed("connection reset".into())));
+        assert!(closing_prices(&env, &settings(), &msft(), 1).is_err());
+        assert_eq!(env.fetched.borrow().len(), 2, "a reset is retried once, not more");
+    }
+
+    #[test]
+    fn unknown_symbols_are_remembered_and_cost_no_more_calls() {
+        // See issue 12, defect 7.
+        let env = env_with_series();
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(r#"{"Error Message": "Invalid API call."}"#));
+        let s = settings();
+        for _ in 0..3 {
+            assert_eq!(closing_prices(&env, &s, &msft(), 2), Err(Error::UnknownSymbol("MSFT".into())));
+        }
+        assert_eq!(env.fetched.borrow().len(), 1);
+        env.now.set(T0 + s.negative_cache_ttl_ms);
+        assert!(closing_prices(&env, &s, &msft(), 2).is_err());
+        assert_eq!(env.fetched.borrow().len(), 2, "asked again once the negative entry expired");
+    }
+
+    #[test]
+    fn a_refused_key_is_backed_off_until_it_changes() {
+        let env = env_with_series();
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(r#"{"Error Message": "the parameter apikey is invalid or missing."}"#));
+        let mut s = settings();
+        for _ in 0..3 {
+            assert!(matches!(closing_prices(&env, &s, &msft(), 2), Err(Error::UpstreamMisconfigured { .. })));
+        }
+        assert_eq!(env.fetched.borrow().len(), 1, "a refused key is not tried again at once");
+        s.apikey = "rotated-key".into();
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(&series_body(&[("2026-11-20", "1")])));
+        assert!(closing_prices(&env, &s, &msft(), 2).is_ok(), "a new key is tried at once");
+        assert_eq!(env.fetched.borrow().len(), 2);
+    }
+
+    #[test]
+    fn the_daily_quota_is_enforced_and_stale_data_still_served() {
+        let env = env_with_series();
+        let mut s = settings();
+        s.daily_quota = 1;
+        closing_prices(&env, &s, &msft(), 2).expect("first call is within the quota");
+        let ibm = Symbol::parse("IBM").expect("valid");
+        let refused = closing_prices(&env, &s, &ibm, 2);
+        let midnight_secs = u32::try_from((upstream::next_utc_midnight(T0) - T0).div_ceil(1000)).expect("small");
+        assert_eq!(refused, Err(Error::QuotaExhausted { quota: 1, retry_after_secs: midnight_secs }));
+        assert_eq!(env.fetched.borrow().len(), 1, "no call past the quota");
+        env.now.set(T0 + s.cache_ttl_ms + 1);
+        assert_eq!(closing_prices(&env, &s, &msft(), 2).expect("stale beats quota").cache, CacheStatus::Stale);
+        assert_eq!(env.kv_get(&layout::breaker_state()), None, "a spent quota is not an upstream failure");
+        env.now.set(upstream::next_utc_midnight(T0));
+        assert!(closing_prices(&env, &s, &ibm, 2).is_ok(), "a new UTC day, a new quota");
     }
 
     #[test]

@@ -94,6 +94,16 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path)
 }
 
+/// Writes `raw` bytes on a new connection and reads until the server closes it (10 s bound).
+pub fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(raw).expect("write");
+    let mut out = Vec::new();
+    let _ = stream.read_to_end(&mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Like [`request`] but returns I/O errors.
 pub fn try_request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
@@ -267,6 +277,11 @@ impl Sim {
     /// Total /query calls received.
     pub fn calls(&self) -> u64 {
         get(self.addr, "/_sim/stats").json()["calls"].as_u64().expect("calls")
+    }
+
+    /// /query calls received for `symbol`.
+    pub fn calls_for(&self, symbol: &str) -> u64 {
+        get(self.addr, "/_sim/stats").json()["by_symbol"][symbol].as_u64().unwrap_or(0)
     }
 
     /// The raw TIME_SERIES_DAILY document for `symbol`, fetched directly.

@@ -7,3 +7,4 @@ mod component_world;
 mod host_cache_and_state;
 mod host_lifecycle;
 mod host_metrics_and_secrets;
+mod host_reliability;
