@@ -15,14 +15,16 @@ SIM               := target/release/alphavantage-sim
 PORT              ?= 8080
 ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
+SCHEMATHESIS      := 4.32.5
+PY                := target/py/bin
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian build component fixture host lint run run-wasmtime test clean
+.PHONY: bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
-prereqs: prereqs-rust prereqs-wasmtime prereqs-debian ## install missing tools (idempotent)
+prereqs: prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python ## install missing tools (idempotent)
 
 prereqs-rust:
 	@rustup target list --installed | grep -qx wasm32-wasip2 || rustup target add wasm32-wasip2
@@ -36,6 +38,9 @@ prereqs-wasmtime: ## wasmtime-cli $(WASMTIME_VERSION) for `wasmtime serve`
 
 prereqs-debian: ## promtool (Debian package prometheus)
 	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+
+prereqs-python: ## schemathesis $(SCHEMATHESIS) in target/py (for the API contract test)
+	@$(PY)/st --version 2>/dev/null | grep -q "$(SCHEMATHESIS)" || { python3 -m venv target/py && $(PY)/pip install -q "schemathesis==$(SCHEMATHESIS)"; }
 
 component: prereqs-rust ## build the component (release)
 	cargo build --release --target wasm32-wasip2 -p stock-component
@@ -84,6 +89,17 @@ check-cargo-component: ## build the component with cargo-component 0.21.1 too (n
 bench: build prereqs-wasmtime ## side-by-side throughput (host, wasmtime serve, native) -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	scripts/bench.sh
+
+soak: build ## 5 minutes of load while the upstream flaps (SOAK_SECONDS); reports statuses and RSS; not in make test
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	scripts/soak.sh
+
+CARGO_FUZZ := 0.13.1
+FUZZ_SECONDS ?= 60
+fuzz: ## bounded cargo-fuzz runs of the upstream parser and the cache decoder (FUZZ_SECONDS each; not in make test)
+	@cargo fuzz --version 2>/dev/null | grep -q "$(CARGO_FUZZ)" || cargo install --locked cargo-fuzz --version $(CARGO_FUZZ)
+	cd component/fuzz && for target in alphavantage_parser cache_decoder; do \
+	  RUSTC_BOOTSTRAP=1 cargo fuzz run $$target -- -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=1024 || exit 1; done
 
 clean:
 	cargo clean

@@ -92,6 +92,12 @@ pub struct ServeConfig {
     /// File holding the API key (e.g. a mounted Kubernetes Secret); re-read when it changes.
     #[arg(long, env = "APIKEY_FILE")]
     pub apikey_file: Option<PathBuf>,
+    /// Bearer token for admin writes (PUT /admin/component, POST /admin/rollback); never logged.
+    #[arg(long, env = "ADMIN_TOKEN", hide_env_values = true, conflicts_with = "admin_token_file")]
+    pub admin_token: Option<String>,
+    /// File holding the admin token (a mounted Secret); read on every admin write.
+    #[arg(long, env = "ADMIN_TOKEN_FILE")]
+    pub admin_token_file: Option<PathBuf>,
     /// Alpha Vantage query endpoint; only its authority may be called.
     #[arg(long, env = settings::ALPHAVANTAGE_URL.env, default_value = default_of(settings::ALPHAVANTAGE_URL), value_parser = parse_upstream_url)]
     pub alphavantage_url: String,

@@ -53,6 +53,8 @@ pub struct LoadedComponent {
     status: StatusIndices,
     /// First 12 hex digits of the sha256 of the component's bytes.
     pub version: String,
+    /// The whole sha256 of the component's bytes, lower-case hex.
+    pub digest: String,
 }
 
 impl LoadedComponent {
@@ -65,24 +67,90 @@ impl LoadedComponent {
     }
 }
 
-/// Reads, compiles, links and checks the component at `path`: each step names itself when it fails.
+/// The check a candidate build failed, in the order they run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStep {
+    /// Reading the file.
+    Read,
+    /// Compiling: not a WebAssembly component, invalid, or over the pooling allocator's limits.
+    Compile,
+    /// Linking: it imports something this host does not provide.
+    Link,
+    /// Its exports: `wasi:http/incoming-handler` and `stock:service/status`.
+    Exports,
+    /// The smoke test: its status export and a request through its handler.
+    SmokeTest,
+}
+
+impl LoadStep {
+    /// Name for logs, metrics and the swap history.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Read => "read",
+            Self::Compile => "compile",
+            Self::Link => "link",
+            Self::Exports => "exports",
+            Self::SmokeTest => "smoke-test",
+        }
+    }
+}
+
+/// Why a build cannot be served: the step that refused it and what it said.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {reason}", step.name())]
+pub struct LoadError {
+    /// The check that failed.
+    pub step: LoadStep,
+    /// What it said.
+    pub reason: String,
+}
+
+impl LoadError {
+    /// A failure of `step` for `reason`.
+    pub fn new(step: LoadStep, reason: impl Into<String>) -> Self {
+        Self { step, reason: reason.into() }
+    }
+}
+
+/// Reads, compiles, links and checks the component at `path`.
 pub fn load_component(engine: &Engine, linker: &Linker<RequestState>, path: &Path) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
-    let version = short_version(&bytes);
-    let component = Component::new(engine, &bytes)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("cannot compile component {} (if memory is mentioned, raise MAX_MEMORY_MIB)", path.display()))?;
+    load_bytes(engine, linker, &bytes).with_context(|| format!("component {} cannot be served", path.display()))
+}
+
+/// Compiles (never deserializes: precompiled bytes from outside are not trusted), links and checks
+/// `bytes`; each step names itself when it fails. Blocking: call it off the request path.
+pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+    if !bytes.starts_with(b"\0asm") && !looks_like_text(bytes) {
+        return Err(LoadError::new(LoadStep::Compile, "not a WebAssembly component (no \\0asm header)"));
+    }
+    let digest = digest(bytes);
+    let version = digest[..12].to_owned();
+    let component = Component::new(engine, bytes)
+        .map_err(|e| LoadError::new(LoadStep::Compile, format!("{e:#} (if memory is mentioned, the build does not fit MAX_MEMORY_MIB)")))?;
     let pre = linker
         .instantiate_pre(&component)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("component {} imports something this host does not provide", path.display()))?;
+        .map_err(|e| LoadError::new(LoadStep::Link, format!("it imports something this host does not provide: {e:#}")))?;
     let proxy = ProxyIndices::new(&pre)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("component {} does not export wasi:http/incoming-handler", path.display()))?;
+        .map_err(|e| LoadError::new(LoadStep::Exports, format!("it does not export wasi:http/incoming-handler: {e:#}")))?;
     let status = StatusIndices::new(&pre)
-        .map_err(anyhow::Error::from)
-        .with_context(|| format!("component {} does not export stock:service/status", path.display()))?;
-    Ok(LoadedComponent { pre, proxy, status, version })
+        .map_err(|e| LoadError::new(LoadStep::Exports, format!("it does not export stock:service/status: {e:#}")))?;
+    Ok(LoadedComponent { pre, proxy, status, version, digest })
+}
+
+/// The WebAssembly text format (`.wat`), accepted for tests and experiments.
+fn looks_like_text(bytes: &[u8]) -> bool {
+    let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &bytes[i..]);
+    start.starts_with(b"(") || start.starts_with(b";;")
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `sha256(bytes)` as lower-case hex.
+pub fn digest(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
 }
 
 /// `sha256(bytes)` as 12 lower-case hex digits.

@@ -25,6 +25,21 @@ pub enum HostError {
     /// The request target is not a path (authority-form `host:port`, asterisk-form `*`).
     #[error("the request target must be a path such as /MSFT/7")]
     NotAPath,
+    /// Admin writes are off: no token is configured.
+    #[error("admin writes are disabled: set ADMIN_TOKEN or ADMIN_TOKEN_FILE to enable them")]
+    AdminDisabled,
+    /// Missing or wrong bearer token.
+    #[error("a valid `Authorization: Bearer <token>` is required")]
+    Unauthorized,
+    /// The uploaded component is larger than the host accepts.
+    #[error("component uploads are limited to {0} bytes")]
+    TooLarge(usize),
+    /// A candidate build failed a check; the running build keeps serving.
+    #[error("{0}")]
+    BuildRejected(String),
+    /// The change could not be made in the current state (nothing to roll back to, superseded).
+    #[error("{0}")]
+    Conflict(String),
     /// No route on the admin port.
     #[error("no such admin endpoint")]
     NotFound,
@@ -41,6 +56,11 @@ impl HostError {
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(1)),
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some(1)),
             Self::NotAPath => (StatusCode::BAD_REQUEST, "invalid-path", "Invalid path", None),
+            Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin-disabled", "Admin writes disabled", None),
+            Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", None),
+            Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "component-too-large", "Component too large", None),
+            Self::BuildRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "build-rejected", "Build rejected", None),
+            Self::Conflict(_) => (StatusCode::CONFLICT, "swap-conflict", "Swap conflict", None),
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", None),
         }
@@ -65,6 +85,9 @@ impl HostError {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Some(seconds) = retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if status == StatusCode::UNAUTHORIZED {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }

@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+pub mod admin;
 pub mod body;
 pub mod config;
 pub mod egress;
@@ -18,9 +19,11 @@ pub mod server;
 pub mod slots;
 pub mod state;
 pub mod status;
+pub mod swap;
+pub mod watch;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context;
@@ -29,6 +32,9 @@ use stock_shared::settings;
 use tokio::net::TcpListener;
 use wasmtime::Engine;
 
+use arc_swap::ArcSwap;
+
+use crate::admin::AdminAuth;
 use crate::config::{APIKEY_FILE_POLL, KvBackend, ServeConfig};
 use crate::egress::EgressPolicy;
 use crate::engine::{EpochTicker, LoadedComponent, build_engine, build_linker, load_component};
@@ -38,11 +44,15 @@ use crate::metrics::Metrics;
 use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
 use crate::slots::Slots;
 use crate::status::ConfigProblem;
+use crate::swap::Swaps;
+use crate::watch::ComponentWatcher;
 
 /// Shared state of the running host.
 pub struct App {
     engine: Engine,
-    component: RwLock<Arc<LoadedComponent>>,
+    component: ArcSwap<LoadedComponent>,
+    swaps: Swaps,
+    admin_auth: AdminAuth,
     component_config: Arc<ComponentConfig>,
     kv: Buckets,
     metrics: Arc<Metrics>,
@@ -61,7 +71,12 @@ pub struct App {
 impl App {
     /// The component serving new requests; requests already running keep the one they started with.
     pub fn component(&self) -> Arc<LoadedComponent> {
-        self.component.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.component.load_full()
+    }
+
+    /// Makes `build` serve new requests (one atomic switch; see [`swap`]).
+    fn set_component(&self, build: Arc<LoadedComponent>) {
+        self.component.store(build);
     }
 
     /// Marks the host as shutting down (`/ready` answers 503).
@@ -124,7 +139,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let max_memory_bytes = usize::try_from(config.max_memory_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
     let engine = build_engine(config.max_concurrency + HOST_INSTANCES, max_memory_bytes)?;
     let linker = build_linker(&engine)?;
-    let component = load_component(&engine, &linker, &config.component)?;
+    let component = Arc::new(load_component(&engine, &linker, &config.component)?);
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
     metrics.component_info.with_label_values(&[&component.version]).set(1);
     let component_config = Arc::new(ComponentConfig::new(&config, apikey.clone()));
@@ -135,7 +150,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let app = Arc::new(App {
         egress: EgressPolicy { allowed_authority: config.upstream_authority(), timeout: config.upstream_timeout, metrics: metrics.clone() },
         engine,
-        component: RwLock::new(Arc::new(component)),
+        swaps: Swaps::new(linker, &component),
+        component: ArcSwap::new(component),
+        admin_auth: AdminAuth { token: config.admin_token.clone(), token_file: config.admin_token_file.clone() },
         component_config,
         kv: match config.kv_url {
             KvBackend::Memory => Buckets::in_memory(config.kv_max_entries),
@@ -161,6 +178,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     server::apply_build_metrics(&app.metrics, &report);
 
+    let _watcher = ComponentWatcher::spawn(app.clone(), config.component.clone());
     let traffic =
         TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
     let admin =

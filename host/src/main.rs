@@ -29,8 +29,9 @@ fn main() -> std::process::ExitCode {
     match runtime.block_on(stock_host::run(*config)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            tracing::error!(error = %format!("{error:#}"), "stock-host cannot start");
-            eprintln!("stock-host: {error:#}");
+            let error = stock_host::secrets::redact(&format!("{error:#}"));
+            tracing::error!(%error, "stock-host stopped");
+            eprintln!("stock-host: {error}");
             std::process::ExitCode::FAILURE
         }
     }

@@ -38,6 +38,10 @@ pub const KV_OPERATIONS_TOTAL: &str = "stock_host_kv_operations_total";
 /// Outgoing requests refused because their authority is not the configured upstream.
 pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
 
+/// Component swap attempts, by result (ok, rejected, superseded, unchanged).
+pub const SWAPS_TOTAL: &str = "stock_host_swaps_total";
+/// From a change being noticed (file event or upload) to the new build serving.
+pub const SWAP_SECONDS: &str = "stock_host_swap_seconds";
 /// Upstream calls spent today (UTC), as the running build counts them.
 pub const UPSTREAM_QUOTA_USED: &str = "stock_api_upstream_quota_used";
 /// Upstream calls allowed per UTC day (0 = unlimited).
@@ -99,6 +103,10 @@ pub struct Metrics {
     pub kv_operations: IntCounterVec,
     /// See [`EGRESS_REFUSED_TOTAL`].
     pub egress_refused: IntCounter,
+    /// See [`SWAPS_TOTAL`].
+    pub swaps: IntCounterVec,
+    /// See [`SWAP_SECONDS`].
+    pub swap_seconds: Histogram,
     /// See [`UPSTREAM_QUOTA_USED`].
     pub quota_used: IntGauge,
     /// See [`UPSTREAM_QUOTA_LIMIT`].
@@ -111,6 +119,8 @@ pub struct Metrics {
 
 /// Histogram buckets for request and upstream latencies (seconds).
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+/// Histogram buckets for swap latency (seconds).
+const SWAP_BUCKETS: &[f64] = &[0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Histogram buckets for instantiation (seconds): microseconds matter here.
 const INSTANTIATION_BUCKETS: &[f64] = &[0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.01, 0.1];
 
@@ -166,6 +176,8 @@ impl Metrics {
             in_flight: gauge(IN_FLIGHT_REQUESTS, "Component requests currently running.")?,
             kv_operations: counter_vec(KV_OPERATIONS_TOTAL, "Keyvalue operations, by operation and result.", &[LABEL_OP, LABEL_RESULT])?,
             egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
+            swaps: counter_vec(SWAPS_TOTAL, "Component swap attempts, by result.", &[LABEL_RESULT])?,
+            swap_seconds: histogram(SWAP_SECONDS, "From a component change being noticed to the new build serving.", SWAP_BUCKETS)?,
             quota_used: gauge(UPSTREAM_QUOTA_USED, "Upstream calls spent today (UTC).")?,
             quota_limit: gauge(UPSTREAM_QUOTA_LIMIT, "Upstream calls allowed per UTC day (0 = unlimited).")?,
             open_connections: gauge(OPEN_CONNECTIONS, "Open connections on the traffic port.")?,
@@ -180,6 +192,9 @@ impl Metrics {
     fn touch_known_labels(&self) {
         for outcome in ["ok", "http_error", "timeout", "error"] {
             self.external_calls.with_label_values(&[outcome]);
+        }
+        for result in ["ok", "rejected", "superseded", "unchanged"] {
+            self.swaps.with_label_values(&[result]);
         }
         for state in BREAKER_STATES {
             self.breaker_transitions.with_label_values(&[state]);

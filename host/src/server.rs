@@ -34,7 +34,7 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 
 /// Connections the admin port keeps open at once (scrapers and operators, never traffic).
 const MAX_ADMIN_CONNECTIONS: usize = 64;
-/// How long a shed connection gets to read its 503 before it is closed anyway.
+/// How long a shed connection gets to read its 503 (and finish sending) before it is closed anyway.
 const SHED_WRITE_TIMEOUT: Duration = Duration::from_secs(1);
 /// At most one "accept failed" line per this interval; the rest are counted into it.
 const ACCEPT_ERROR_LOG_EVERY: Duration = Duration::from_secs(1);
@@ -172,7 +172,12 @@ async fn shed(mut stream: tokio::net::TcpStream) {
     let _ = tokio::time::timeout(SHED_WRITE_TIMEOUT, async {
         stream.write_all(head.as_bytes()).await?;
         stream.write_all(body.as_bytes()).await?;
-        stream.shutdown().await
+        stream.shutdown().await?;
+        // Lingering close: read what the client is still sending, so closing does not reset the
+        // connection before it has read the answer.
+        let mut sink = [0u8; 4096];
+        while tokio::io::AsyncReadExt::read(&mut stream, &mut sink).await? > 0 {}
+        Ok::<(), std::io::Error>(())
     })
     .await;
 }
@@ -320,6 +325,14 @@ fn never_hyper(never: Infallible) -> hyper::Error {
 
 async fn admin_request(app: Arc<App>, request: Request<Incoming>) -> Response<HostBody> {
     let req_id = app.request_id(request.headers().get(REQUEST_ID_HEADER));
+    let path = request.uri().path().to_owned();
+    if path.starts_with("/admin/") {
+        return match crate::admin::route(&app, request).await {
+            Some(Ok(response)) => response,
+            Some(Err(error)) => error.into_response(&path, &req_id),
+            None => HostError::NotFound.into_response(&path, &req_id),
+        };
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
             app.refresh_build_metrics().await;

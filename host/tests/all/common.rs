@@ -104,6 +104,83 @@ pub fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Sends `method path` with extra `headers` and `body` (`Connection: close`) and reads the answer.
+pub fn request_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(10)).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    let head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n{extra}\r\n", body.len());
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).expect("read");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no header end in {text:?}"));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|s| s.parse().ok()).expect("status");
+    let headers = lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned())).collect();
+    Reply { status, headers, body: body.to_owned() }
+}
+
+/// `bytes` with a custom section appended: the same build, a different digest (a second valid build).
+pub fn with_custom_section(bytes: &[u8], name: &str) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let mut payload = Vec::new();
+    leb(name.len(), &mut payload);
+    payload.extend_from_slice(name.as_bytes());
+    payload.extend_from_slice(b"test build marker");
+    let mut out = bytes.to_vec();
+    out.push(0);
+    leb(payload.len(), &mut out);
+    out.extend_from_slice(&payload);
+    out
+}
+
+/// A directory laid out like a mounted Kubernetes ConfigMap: `component.wasm -> ..data/component.wasm`,
+/// `..data -> ..<timestamp>`; [`ConfigMapDir::publish`] swaps `..data` atomically as the kubelet does.
+pub struct ConfigMapDir {
+    pub dir: TempDir,
+    generation: usize,
+}
+
+impl ConfigMapDir {
+    /// A volume holding `bytes` as `component.wasm`.
+    pub fn new(name: &str, bytes: &[u8]) -> Self {
+        let mut this = Self { dir: TempDir::new(name), generation: 0 };
+        this.publish(bytes);
+        std::os::unix::fs::symlink("..data/component.wasm", this.path()).expect("component symlink");
+        this
+    }
+
+    /// The path to give as COMPONENT.
+    pub fn path(&self) -> PathBuf {
+        self.dir.0.join("component.wasm")
+    }
+
+    /// Writes a new timestamped directory and renames `..data` onto it (never touching the old one).
+    pub fn publish(&mut self, bytes: &[u8]) {
+        self.generation += 1;
+        let name = format!("..2026_11_27_06_00_{:02}.{}", self.generation % 60, self.generation);
+        let data = self.dir.0.join(&name);
+        std::fs::create_dir_all(&data).expect("timestamped dir");
+        std::fs::write(data.join("component.wasm"), bytes).expect("write component");
+        let tmp = self.dir.0.join("..data_tmp");
+        let _ = std::fs::remove_file(&tmp);
+        std::os::unix::fs::symlink(&name, &tmp).expect("..data_tmp");
+        std::fs::rename(&tmp, self.dir.0.join("..data")).expect("atomic ..data swap");
+    }
+}
+
 /// Like [`request`] but returns I/O errors.
 pub fn try_request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;

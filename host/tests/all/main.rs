@@ -5,6 +5,8 @@ mod component_prices_export;
 mod component_under_wasmtime_serve;
 mod component_world;
 mod host_cache_and_state;
+mod host_hostile_input;
+mod host_hot_swap;
 mod host_lifecycle;
 mod host_metrics_and_secrets;
 mod host_reliability;

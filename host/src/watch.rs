@@ -1,0 +1,109 @@
+//! Watches the COMPONENT file and submits a changed build for a swap. It follows Kubernetes
+//! ConfigMap/Secret volume semantics: the watched path is usually a symlink through `..data`, which the
+//! kubelet swaps atomically, so the file itself never gets a write event. The watcher therefore watches
+//! the directory (inotify via `notify`), re-reads the path on any event there, and polls slowly as a
+//! safety net. A file being copied over is read until its bytes settle (same size and digest twice).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use notify::{RecursiveMode, Watcher};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::App;
+use crate::swap::{self, Source};
+
+/// The safety-net poll: catches changes the filesystem did not report (network volumes, missed events).
+pub const POLL_EVERY: Duration = Duration::from_secs(10);
+/// Pause after an event so a burst (a kubelet update, a copy) is read once.
+const DEBOUNCE: Duration = Duration::from_millis(50);
+/// Pause between two reads while waiting for the bytes to settle.
+const SETTLE_EVERY: Duration = Duration::from_millis(100);
+/// Reads before giving up on a file that keeps changing (about 10 s).
+const SETTLE_TRIES: usize = 100;
+
+/// The running watcher; stops when dropped.
+pub struct ComponentWatcher {
+    task: JoinHandle<()>,
+    _watcher: Option<notify::RecommendedWatcher>,
+}
+
+impl ComponentWatcher {
+    /// Starts watching `path` for `app`.
+    pub fn spawn(app: Arc<App>, path: PathBuf) -> Self {
+        let (events, mut wake) = mpsc::unbounded_channel::<()>();
+        let directory = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
+        let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            if event.is_ok() {
+                let _ = events.send(());
+            }
+        })
+        .and_then(|mut watcher| watcher.watch(&directory, RecursiveMode::NonRecursive).map(|()| watcher));
+        let watcher = match watcher {
+            Ok(watcher) => Some(watcher),
+            Err(error) => {
+                tracing::warn!(directory = %directory.display(), %error, "cannot watch the component's directory; polling every {POLL_EVERY:?} instead");
+                None
+            }
+        };
+        let task = tokio::spawn(async move {
+            let mut poll = tokio::time::interval(POLL_EVERY);
+            poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_seen = app.component().digest.clone();
+            loop {
+                let noticed = tokio::select! {
+                    _ = poll.tick() => Instant::now(),
+                    Some(()) = wake.recv() => {
+                        let noticed = Instant::now();
+                        tokio::time::sleep(DEBOUNCE).await;
+                        while wake.try_recv().is_ok() {}
+                        noticed
+                    }
+                };
+                let Some(bytes) = settled(&path).await else { continue };
+                let digest = crate::engine::digest(&bytes);
+                // Act once per distinct file content: a rejected file is not retried until it changes.
+                if digest == last_seen || digest == app.component().digest {
+                    last_seen = digest;
+                    continue;
+                }
+                last_seen = digest;
+                swap::swap_bytes(&app, bytes, Source::File, noticed).await;
+            }
+        });
+        Self { task, _watcher: watcher }
+    }
+}
+
+impl Drop for ComponentWatcher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// The file's bytes once two reads in a row agree; `None` while it is missing or keeps changing.
+async fn settled(path: &Path) -> Option<Bytes> {
+    let mut previous: Option<(usize, String)> = None;
+    for _ in 0..SETTLE_TRIES {
+        let read = tokio::fs::read(path).await;
+        let bytes = match read {
+            Ok(bytes) => Bytes::from(bytes),
+            Err(error) => {
+                tracing::debug!(path = %path.display(), %error, "component file not readable yet");
+                tokio::time::sleep(SETTLE_EVERY).await;
+                continue;
+            }
+        };
+        let fingerprint = (bytes.len(), crate::engine::digest(&bytes));
+        if previous.as_ref() == Some(&fingerprint) {
+            return Some(bytes);
+        }
+        previous = Some(fingerprint);
+        tokio::time::sleep(SETTLE_EVERY).await;
+    }
+    tracing::warn!(path = %path.display(), "the component file kept changing; will look again on the next event or poll");
+    None
+}

@@ -1,0 +1,177 @@
+//! Hostile input never yields a 5xx, a hang or a crash, and never costs an upstream call.
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use crate::common::*;
+
+/// Paths a scanner, a fuzzer or a confused client sends.
+fn nasty_paths() -> Vec<String> {
+    let mut paths: Vec<String> = [
+        "/%2F",
+        "/MSFT%2F7",
+        "/..",
+        "/../etc/passwd",
+        "/%2e%2e/%2e%2e",
+        "/MSFT/..",
+        "/./MSFT",
+        "/MSFT/%00",
+        "/%00",
+        "/MS%00FT/7",
+        "/%0d%0aSet-Cookie:x",
+        "/%1b[31m",
+        "/%ff%fe",
+        "/%C3%A9",
+        "/caf%C3%A9/7",
+        "/MSFT/7/extra",
+        "/MSFT//7",
+        "//",
+        "///",
+        "/MSFT/",
+        "/MSFT/7?",
+        "/MSFT/7?days=1&symbol=X",
+        "/?symbol=MSFT",
+        "/MSFT/-1",
+        "/MSFT/1e2",
+        "/MSFT/7.5",
+        "/MSFT/0x10",
+        "/MSFT/99999999999999999999",
+        "/MSFT/+7",
+        "/MSFT/%207",
+        "/MSFT/007",
+        "/MSFT/abc",
+        "/.well-known/security.txt",
+        "/favicon.ico",
+        "/robots.txt",
+        "/metrics",
+        "/admin",
+        "/health/x",
+        "/ready?x=1",
+        "/circuit-breaker/",
+        "/openapi.json/x",
+        "/docs/x",
+        "/%",
+        "/%zz",
+        "/MSFT#frag",
+        "/a.b-c/1",
+        "/-/1",
+        "/./1",
+        "/BRK.B/100",
+        "/brk-b/101",
+    ]
+    .iter()
+    .map(|p| p.to_string())
+    .collect();
+    paths.push(format!("/{}", "A".repeat(10_000)));
+    paths.push(format!("/MSFT/{}", "9".repeat(5_000)));
+    paths.push(format!("/{}/7", "%41".repeat(3_000)));
+    paths
+}
+
+#[test]
+fn nasty_paths_and_every_method_get_a_4xx_or_a_2xx_never_a_5xx() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "hostile-key", &[]);
+    for path in nasty_paths() {
+        let reply = try_request(host.addr, "GET", &path, Duration::from_secs(10)).unwrap_or_else(|e| panic!("GET {path}: {e}"));
+        assert!(reply.status < 500, "GET {} answered {}: {}", &path[..path.len().min(60)], reply.status, reply.body);
+    }
+    for method in ["HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "PROPFIND", "BREW"] {
+        let reply = try_request(host.addr, method, "/MSFT/7", Duration::from_secs(10)).unwrap_or_else(|e| panic!("{method}: {e}"));
+        assert!(reply.status < 500, "{method} answered {}", reply.status);
+        if method != "HEAD" {
+            assert_eq!(reply.status, 405, "{method}");
+        }
+    }
+    let stats = get(sim.addr, "/_sim/stats").json();
+    for symbol in stats["by_symbol"].as_object().expect("by_symbol").keys() {
+        let valid = (1..=10).contains(&symbol.len())
+            && symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
+        assert!(valid, "an invalid symbol reached the upstream: {symbol:?}");
+    }
+    assert_eq!(stats["calls"].as_u64(), Some(stats["by_symbol"].as_object().expect("by_symbol").values().filter_map(|v| v.as_u64()).sum()));
+    assert_eq!(get(host.addr, "/health").status, 200);
+}
+
+#[test]
+fn oversized_heads_are_refused_with_431_and_the_host_carries_on() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "headers-key", &[]);
+    let big_header = format!("GET /MSFT/7 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1 << 20));
+    let answer = raw_exchange(host.addr, big_header.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431") || answer.is_empty(), "1 MB header: {}", &answer[..answer.len().min(200)]);
+    let many: String = (0..10_000).map(|i| format!("X-H{i}: v\r\n")).collect();
+    let answer = raw_exchange(host.addr, format!("GET /MSFT/7 HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n").as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 431") || answer.is_empty(), "10,000 headers: {}", &answer[..answer.len().min(200)]);
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+}
+
+#[test]
+fn smuggling_shapes_are_rejected_and_bodies_are_not_read() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "smuggle-key", &[]);
+    let both = "POST /MSFT/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /IBM/7 HTTP/1.1\r\nHost: x\r\n\r\n";
+    let answer = raw_exchange(host.addr, both.as_bytes());
+    assert!(answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 405"), "{answer}");
+    assert_eq!(sim.calls_for("IBM"), 0, "the smuggled request never ran");
+    // A huge declared body is not read: the answer comes without the body being sent.
+    let mut stream = TcpStream::connect(host.addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    stream.write_all(b"POST /MSFT/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 104857600\r\n\r\n").expect("write");
+    let mut head = [0u8; 12];
+    std::io::Read::read_exact(&mut stream, &mut head).expect("an answer before the body");
+    assert_eq!(&head, b"HTTP/1.1 405");
+}
+
+#[test]
+fn pipelined_requests_are_answered_in_order_and_a_vanishing_client_costs_nothing() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "pipeline-key", &[]);
+    let answer = raw_exchange(host.addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /MSFT/2 HTTP/1.1\r\nHost: x\r\n\r\nGET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    assert_eq!(answer.matches("HTTP/1.1 200").count(), 3, "{answer}");
+    let ok = answer.find(r#"{"status":"ok"}"#).expect("health");
+    let prices = answer.find(r#""symbol":"MSFT""#).expect("prices");
+    let ready = answer.find(r#""status":"ready""#).expect("ready");
+    assert!(ok < prices && prices < ready, "answers in order");
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(host.addr).expect("connect");
+        stream.write_all(b"GET /IBM/30 HTTP/1.1\r\nHost: x\r\n\r\n").expect("write");
+        drop(stream);
+    }
+    assert_eq!(get(host.addr, "/IBM/3").status, 200);
+    assert_eq!(host.metric("stock_host_traps_total"), 0.0);
+}
+
+#[test]
+fn a_component_exhausting_its_memory_costs_only_its_own_request() {
+    let sim = Sim::start();
+    let fixture = fixture_component_path();
+    let host = Host::with_sim(&sim, "grow-key", &[("COMPONENT", fixture.to_str().expect("utf-8")), ("MAX_MEMORY_MIB", "16")]);
+    let addr = host.addr;
+    let others: Vec<_> = (0..8).map(|_| std::thread::spawn(move || get(addr, "/MSFT/7").status)).collect();
+    let grown = get(host.addr, "/_fixture/grow");
+    assert_eq!(grown.status, 500, "{}", grown.body);
+    assert_eq!(grown.json()["type"], "https://stock-service.dev/problems/component-trap");
+    assert!(others.into_iter().all(|t| t.join().expect("client") == 200), "other requests kept succeeding");
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    assert_eq!(host.metric("stock_host_traps_total"), 1.0);
+}
+
+#[test]
+fn schemathesis_finds_no_server_error_and_every_answer_conforms_to_the_served_document() {
+    // Generated inputs for every documented operation, every check; bounded to stay within half a minute.
+    let st = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/st");
+    assert!(st.exists(), "{} is missing: `make prereqs-python` (part of `make test`) installs schemathesis", st.display());
+    let sim = Sim::start();
+    // Unlimited quota: generated symbols are real upstream calls, and a spent quota is a documented 503.
+    let host = Host::with_sim(&sim, "schemathesis-key", &[("UPSTREAM_DAILY_QUOTA", "0")]);
+    let output = std::process::Command::new(st)
+        .args(["run", &format!("http://{}/openapi.json", host.addr), "--checks", "all", "--max-examples", "50", "--workers", "2"])
+        .args(["--seed", "20261127"])
+        .output()
+        .expect("run schemathesis");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
+    assert!(report.contains("No issues found"), "{report}");
+}
