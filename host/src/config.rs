@@ -26,6 +26,11 @@ pub const DEFAULT_REQUEST_TIMEOUT: &str = "15s";
 pub const DEFAULT_MAX_MEMORY_MIB: u32 = 64;
 /// Component instances alive at once (pooling allocator slots); more requests wait.
 pub const DEFAULT_MAX_CONCURRENCY: u32 = 256;
+/// Requests per instance: reuse takes instantiation off almost every request; the stock build keeps
+/// no per-request state in globals, so reuse is safe for it.
+pub const DEFAULT_MAX_INSTANCE_REUSE: u32 = 1000;
+/// Idle instances retire after this long, returning their memory.
+pub const DEFAULT_INSTANCE_IDLE_TIMEOUT: &str = "30s";
 /// Slots one symbol may hold: a hanging upstream for one symbol leaves the rest for everyone else.
 pub const DEFAULT_MAX_CONCURRENCY_PER_SYMBOL: u32 = 32;
 /// Open traffic connections: each costs ~18 KB and a file descriptor; containers often allow 1024.
@@ -144,6 +149,13 @@ pub struct ServeConfig {
     /// Open connections on the traffic port; past it new connections get a 503 and are closed.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = DEFAULT_MAX_CONNECTIONS, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
+    /// Requests one component instance serves, one after another, before it retires (1 = a fresh
+    /// instance per request: strict isolation, slower). Instances that trap or time out are never reused.
+    #[arg(long, env = "MAX_INSTANCE_REUSE", default_value_t = DEFAULT_MAX_INSTANCE_REUSE, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_instance_reuse: u32,
+    /// How long an idle instance is kept for reuse.
+    #[arg(long, env = "INSTANCE_IDLE_TIMEOUT", default_value = DEFAULT_INSTANCE_IDLE_TIMEOUT, value_parser = parse_positive_duration)]
+    pub instance_idle_timeout: Duration,
     /// Component instances alive at once; further requests wait for a slot.
     #[arg(long, env = "MAX_CONCURRENCY", default_value_t = DEFAULT_MAX_CONCURRENCY, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub max_concurrency: u32,

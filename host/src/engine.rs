@@ -13,6 +13,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
+use crate::pool::{InstancePool, Reuse};
 use crate::state::RequestState;
 use crate::status::{Status, StatusIndices};
 
@@ -55,6 +56,8 @@ pub struct LoadedComponent {
     pub version: String,
     /// The whole sha256 of the component's bytes, lower-case hex.
     pub digest: String,
+    /// Its idle instances, reused by the next requests.
+    pub pool: InstancePool,
 }
 
 impl LoadedComponent {
@@ -113,14 +116,14 @@ impl LoadError {
 }
 
 /// Reads, compiles, links and checks the component at `path`.
-pub fn load_component(engine: &Engine, linker: &Linker<RequestState>, path: &Path) -> anyhow::Result<LoadedComponent> {
+pub fn load_component(engine: &Engine, linker: &Linker<RequestState>, path: &Path, reuse: Reuse) -> anyhow::Result<LoadedComponent> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
-    load_bytes(engine, linker, &bytes).with_context(|| format!("component {} cannot be served", path.display()))
+    load_bytes(engine, linker, &bytes, reuse).with_context(|| format!("component {} cannot be served", path.display()))
 }
 
 /// Compiles (never deserializes: precompiled bytes from outside are not trusted), links and checks
 /// `bytes`; each step names itself when it fails. Blocking: call it off the request path.
-pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8]) -> Result<LoadedComponent, LoadError> {
+pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8], reuse: Reuse) -> Result<LoadedComponent, LoadError> {
     if !bytes.starts_with(b"\0asm") && !looks_like_text(bytes) {
         return Err(LoadError::new(LoadStep::Compile, "not a WebAssembly component (no \\0asm header)"));
     }
@@ -135,7 +138,7 @@ pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8]) 
         .map_err(|e| LoadError::new(LoadStep::Exports, format!("it does not export wasi:http/incoming-handler: {e:#}")))?;
     let status = StatusIndices::new(&pre)
         .map_err(|e| LoadError::new(LoadStep::Exports, format!("it does not export stock:service/status: {e:#}")))?;
-    Ok(LoadedComponent { pre, proxy, status, version, digest })
+    Ok(LoadedComponent { pre, proxy, status, version, digest, pool: InstancePool::new(reuse) })
 }
 
 /// The WebAssembly text format (`.wat`), accepted for tests and experiments.

@@ -1,6 +1,7 @@
-//! One request through a component build: a slot, a fresh `Store` with a deadline, an instance from the
-//! build's pre-instantiated component, `wasi:http/incoming-handler`, and its stderr re-emitted with
-//! the request id. The same store setup serves the host's own calls of `stock:service/status`.
+//! One request through a component build: a slot, an instance (reused from the build's pool, or new
+//! from its pre-instantiated component) with a fresh deadline and the current configuration,
+//! `wasi:http/incoming-handler`, and its stderr re-emitted in the request's span. The same store setup
+//! serves the host's own calls of `stock:service/status`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,24 +10,25 @@ use http::{Request, Response};
 use http_body_util::BodyExt;
 use tokio::sync::oneshot;
 use tracing::Instrument;
-use wasmtime::component::Resource;
 use wasmtime::{Store, Trap};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
-use wasmtime_wasi_http::p2::types::{HostIncomingRequest, HostResponseOutparam};
 
 use crate::App;
 use crate::body::{BodyError, HostBody};
 use crate::engine::{EPOCH_TICK, LoadedComponent};
 use crate::error::HostError;
+use crate::pool::Instance;
 use crate::slots::{Slot, Slots};
-use crate::state::{RequestState, STDERR_CAPACITY};
+use crate::state::RequestState;
 use crate::status::{BreakerStatus, ConfigProblem, QuotaStatus};
 
 /// Slack after the deadline before the caller stops waiting for the task.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
+
+/// The sender the guest's response head goes to.
+type ResponseSender = oneshot::Sender<Result<Response<HyperOutgoingBody>, ErrorCode>>;
 
 /// Runs `request` through `component` (the caller names the build, so it can name it in the answer).
 pub async fn call_component<B>(
@@ -39,33 +41,30 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let permit = acquire_slot(app, request.uri().path()).await?;
-    // The deadline starts with the slot, so time spent queueing never kills a call mid-way (a leader
-    // killed mid-call would leave its single-flight ticket behind and record no failure).
-    let remaining = app.request_timeout;
-    let (mut store, stderr) = new_store(app, remaining);
     let (sender, receiver) = oneshot::channel();
-    let incoming = store
-        .data_mut()
-        .http()
-        .new_incoming_request(Scheme::Http, request)
-        .map_err(|e| HostError::Internal(format!("cannot pass the request to the component: {e:#}")))?;
-    let outparam = store
-        .data_mut()
-        .http()
-        .new_response_outparam(sender)
-        .map_err(|e| HostError::Internal(format!("cannot create the response slot: {e:#}")))?;
     let task = tokio::spawn({
         let app = app.clone();
         async move {
             let _permit = permit;
             let _in_flight = InFlight::start(app.clone());
-            let result = run_handler(&app, &component, &mut store, incoming, outparam, remaining).await;
-            emit_stderr(&app, &stderr);
-            result
+            // The deadline starts with the slot, so time spent queueing never kills a call mid-way (a
+            // leader killed mid-call would leave its single-flight ticket behind and record no failure).
+            let mut instance = checkout(&app, &component).await?;
+            let result = serve(&app, &mut instance, request, sender).await;
+            emit_stderr(&app, &instance.store.data_mut().take_stderr());
+            match result {
+                Ok(()) => {
+                    instance.served();
+                    component.pool.give_back(instance);
+                    Ok(())
+                }
+                // Never reuse an instance that trapped or hit its deadline: its state is unknown.
+                Err(failure) => Err(failure),
+            }
         }
         .instrument(tracing::Span::current())
     });
-    await_response(app, receiver, task, remaining).await
+    await_response(app, receiver, task, app.request_timeout).await
 }
 
 /// A free instance slot for `path`'s symbol, waiting at most the request deadline.
@@ -76,40 +75,60 @@ async fn acquire_slot(app: &App, path: &str) -> Result<Slot, HostError> {
         .map_err(|_| HostError::NotReady("shutting down".into()))
 }
 
-/// A store for one call: fresh WASI and HTTP contexts, the current configuration, the shared buckets,
-/// the memory cap, and an epoch deadline `deadline` from now. Returns the pipe that collects stderr.
-fn new_store(app: &App, deadline: Duration) -> (Store<RequestState>, MemoryOutputPipe) {
-    let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-    let state =
-        RequestState::new(app.egress.clone(), app.component_config.variables(), app.kv.clone(), app.max_memory_bytes, stderr.clone());
-    let mut store = Store::new(&app.engine, state);
-    store.limiter(RequestState::limiter);
-    let ticks = u64::try_from(deadline.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX).max(1);
-    store.set_epoch_deadline(ticks);
-    store.epoch_deadline_trap();
-    (store, stderr)
+/// An instance of `component` ready for one request: reused when one is idle, else instantiated.
+/// Either way it gets a full request deadline from now and the current configuration.
+async fn checkout(app: &App, component: &LoadedComponent) -> Result<Instance, Failure> {
+    if let Some(mut instance) = component.pool.take() {
+        app.metrics.instance_reuses.inc();
+        arm(app, &mut instance.store);
+        return Ok(instance);
+    }
+    let mut store = new_store(app);
+    arm(app, &mut store);
+    let started = Instant::now();
+    let (proxy, _status) = component.instantiate(&mut store).await.map_err(Failure::from_wasmtime)?;
+    app.metrics.instantiation.observe(started.elapsed().as_secs_f64());
+    Ok(Instance::new(store, proxy))
 }
 
-/// Instantiates `component` and calls its handler, bounded by `remaining` even while the guest waits
-/// on host I/O or is still writing its body, where epoch interruption cannot reach it.
-async fn run_handler(
-    app: &App,
-    component: &LoadedComponent,
-    store: &mut Store<RequestState>,
-    incoming: Resource<HostIncomingRequest>,
-    outparam: Resource<HostResponseOutparam>,
-    remaining: Duration,
-) -> Result<(), Failure> {
-    let work = async {
-        let instantiated = Instant::now();
-        let (proxy, _status) = component.instantiate(store).await?;
-        app.metrics.instantiation.observe(instantiated.elapsed().as_secs_f64());
-        proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, outparam).await
-    };
-    let result = match tokio::time::timeout(remaining, work).await {
+/// Sets a fresh request deadline and the current configuration (a rotated API key applies at once).
+fn arm(app: &App, store: &mut Store<RequestState>) {
+    let ticks = u64::try_from(app.request_timeout.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX).max(1);
+    store.set_epoch_deadline(ticks);
+    store.epoch_deadline_trap();
+    store.data_mut().refresh_config(app.component_config.variables());
+}
+
+/// A store for a new instance: fresh WASI and HTTP contexts, the shared buckets and the memory cap.
+fn new_store(app: &App) -> Store<RequestState> {
+    let state = RequestState::new(app.egress.clone(), app.component_config.variables(), app.kv.clone(), app.max_memory_bytes);
+    let mut store = Store::new(&app.engine, state);
+    store.limiter(RequestState::limiter);
+    store
+}
+
+/// Calls the instance's handler with `request`, bounded by the request deadline even while the guest
+/// waits on host I/O or is still writing its body, where epoch interruption cannot reach it.
+async fn serve<B>(app: &App, instance: &mut Instance, request: Request<B>, sender: ResponseSender) -> Result<(), Failure>
+where
+    B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<wasmtime_wasi_http::Error>,
+{
+    let store = &mut instance.store;
+    let incoming = store
+        .data_mut()
+        .http()
+        .new_incoming_request(Scheme::Http, request)
+        .map_err(|e| Failure::Internal(format!("cannot pass the request to the component: {e:#}")))?;
+    let outparam = store
+        .data_mut()
+        .http()
+        .new_response_outparam(sender)
+        .map_err(|e| Failure::Internal(format!("cannot create the response slot: {e:#}")))?;
+    let call = instance.proxy.wasi_http_incoming_handler().call_handle(&mut *store, incoming, outparam);
+    let result = match tokio::time::timeout(app.request_timeout, call).await {
         Ok(Ok(())) => Ok(()),
-        Ok(Err(error)) if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) => Err(Failure::Deadline),
-        Ok(Err(error)) => Err(Failure::Trap(format!("{error:#}"))),
+        Ok(Err(error)) => Err(Failure::from_wasmtime(error)),
         Err(_) => Err(Failure::Deadline),
     };
     match &result {
@@ -118,7 +137,7 @@ async fn run_handler(
             app.metrics.request_timeouts.inc();
         }
         Err(Failure::Trap(_)) => app.metrics.traps.inc(),
-        Ok(()) => {}
+        Err(Failure::Internal(_)) | Ok(()) => {}
     }
     result
 }
@@ -137,6 +156,7 @@ async fn await_response(
         Ok(Err(_)) => match task.await {
             Ok(Err(Failure::Deadline)) => Err(HostError::Deadline(app.request_timeout.as_millis())),
             Ok(Err(Failure::Trap(cause))) => Err(HostError::Trap(app.component_config.redact(&cause))),
+            Ok(Err(Failure::Internal(cause))) => Err(HostError::Internal(cause)),
             Ok(Ok(())) => Err(HostError::Internal("component returned without a response".into())),
             Err(join) => Err(HostError::Internal(format!("component task failed: {join}"))),
         },
@@ -161,7 +181,8 @@ pub struct BuildReport {
 /// Calls `component`'s status export in a fresh store (the load-time smoke test, and every scrape).
 pub async fn build_report(app: &App, component: &LoadedComponent) -> anyhow::Result<BuildReport> {
     use anyhow::Context;
-    let (mut store, stderr) = new_store(app, app.request_timeout);
+    let mut store = new_store(app);
+    arm(app, &mut store);
     let result = async {
         let (_proxy, status) = component.instantiate(&mut store).await.map_err(anyhow::Error::from).context("cannot instantiate")?;
         let breaker = status.call_breaker(&mut store).await.map_err(anyhow::Error::from).context("status.breaker failed")?;
@@ -171,7 +192,7 @@ pub async fn build_report(app: &App, component: &LoadedComponent) -> anyhow::Res
         Ok(BuildReport { breaker, quota, config_problems })
     }
     .await;
-    emit_stderr(app, &stderr);
+    emit_stderr(app, &store.data_mut().take_stderr());
     result
 }
 
@@ -179,8 +200,19 @@ pub async fn build_report(app: &App, component: &LoadedComponent) -> anyhow::Res
 enum Failure {
     /// The request deadline passed (timer or epoch interruption).
     Deadline,
-    /// The guest trapped; the cause, unredacted.
+    /// The guest trapped (or failed to instantiate); the cause, unredacted.
     Trap(String),
+    /// The host could not hand the request over.
+    Internal(String),
+}
+
+impl Failure {
+    fn from_wasmtime(error: wasmtime::Error) -> Self {
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::Interrupt) => Self::Deadline,
+            _ => Self::Trap(format!("{error:#}")),
+        }
+    }
 }
 
 /// Counts a component call as in flight for as long as it lives, even when the task is aborted.
@@ -204,12 +236,11 @@ fn box_component_body(body: HyperOutgoingBody) -> HostBody {
 }
 
 /// Logs what the component wrote to stderr, one event per line, in the request's span, secrets scrubbed.
-fn emit_stderr(app: &App, stderr: &MemoryOutputPipe) {
-    let contents = stderr.contents();
+fn emit_stderr(app: &App, contents: &[u8]) {
     if contents.is_empty() {
         return;
     }
-    for line in String::from_utf8_lossy(&contents).lines().filter(|l| !l.trim().is_empty()) {
+    for line in String::from_utf8_lossy(contents).lines().filter(|l| !l.trim().is_empty()) {
         let line = app.component_config.redact(line);
         tracing::info!(target: "component", %line, "component stderr");
     }

@@ -14,6 +14,7 @@ pub mod error;
 pub mod handler;
 pub mod keyvalue;
 pub mod metrics;
+pub mod pool;
 pub mod secrets;
 pub mod server;
 pub mod slots;
@@ -41,6 +42,7 @@ use crate::engine::{EpochTicker, LoadedComponent, build_engine, build_linker, lo
 use crate::handler::build_report;
 use crate::keyvalue::Buckets;
 use crate::metrics::Metrics;
+use crate::pool::Reuse;
 use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
 use crate::slots::Slots;
 use crate::status::ConfigProblem;
@@ -60,6 +62,7 @@ pub struct App {
     slots: Arc<Slots>,
     request_timeout: Duration,
     max_connections: usize,
+    reuse: Reuse,
     drain_timeout: Duration,
     shutdown_delay: Duration,
     max_memory_bytes: usize,
@@ -137,9 +140,15 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let max_memory_bytes = usize::try_from(config.max_memory_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
-    let engine = build_engine(config.max_concurrency + HOST_INSTANCES, max_memory_bytes)?;
+    // Busy instances (one per slot), as many idle ones kept for reuse, and the host's own calls.
+    let engine = build_engine(config.max_concurrency * 2 + HOST_INSTANCES, max_memory_bytes)?;
     let linker = build_linker(&engine)?;
-    let component = Arc::new(load_component(&engine, &linker, &config.component)?);
+    let reuse = Reuse {
+        max_uses: config.max_instance_reuse,
+        idle_timeout: config.instance_idle_timeout,
+        max_idle: usize::try_from(config.max_concurrency).unwrap_or(1),
+    };
+    let component = Arc::new(load_component(&engine, &linker, &config.component, reuse)?);
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
     metrics.component_info.with_label_values(&[&component.version]).set(1);
     let component_config = Arc::new(ComponentConfig::new(&config, apikey.clone()));
@@ -163,6 +172,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             usize::try_from(config.max_concurrency_per_symbol).unwrap_or(1),
         ),
         max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
+        reuse,
         request_timeout: config.request_timeout,
         drain_timeout: config.drain_timeout,
         shutdown_delay: config.shutdown_delay,

@@ -38,6 +38,8 @@ pub const KV_OPERATIONS_TOTAL: &str = "stock_host_kv_operations_total";
 /// Outgoing requests refused because their authority is not the configured upstream.
 pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
 
+/// Requests served by a reused instance (no instantiation).
+pub const INSTANCE_REUSES_TOTAL: &str = "stock_host_instance_reuses_total";
 /// Component swap attempts, by result (ok, rejected, superseded, unchanged).
 pub const SWAPS_TOTAL: &str = "stock_host_swaps_total";
 /// From a change being noticed (file event or upload) to the new build serving.
@@ -103,6 +105,8 @@ pub struct Metrics {
     pub kv_operations: IntCounterVec,
     /// See [`EGRESS_REFUSED_TOTAL`].
     pub egress_refused: IntCounter,
+    /// See [`INSTANCE_REUSES_TOTAL`].
+    pub instance_reuses: IntCounter,
     /// See [`SWAPS_TOTAL`].
     pub swaps: IntCounterVec,
     /// See [`SWAP_SECONDS`].
@@ -176,6 +180,7 @@ impl Metrics {
             in_flight: gauge(IN_FLIGHT_REQUESTS, "Component requests currently running.")?,
             kv_operations: counter_vec(KV_OPERATIONS_TOTAL, "Keyvalue operations, by operation and result.", &[LABEL_OP, LABEL_RESULT])?,
             egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
+            instance_reuses: counter(INSTANCE_REUSES_TOTAL, "Requests served by a reused instance (no instantiation).")?,
             swaps: counter_vec(SWAPS_TOTAL, "Component swap attempts, by result.", &[LABEL_RESULT])?,
             swap_seconds: histogram(SWAP_SECONDS, "From a component change being noticed to the new build serving.", SWAP_BUCKETS)?,
             quota_used: gauge(UPSTREAM_QUOTA_USED, "Upstream calls spent today (UTC).")?,

@@ -13,8 +13,8 @@ use crate::egress::EgressPolicy;
 use crate::keyvalue::{Buckets, KvView};
 use crate::metrics::Metrics;
 
-/// Most bytes of component stderr kept per request.
-pub const STDERR_CAPACITY: usize = 64 * 1024;
+/// Most bytes of component stderr an instance keeps; a reused instance retires before it fills.
+pub const STDERR_CAPACITY: usize = 256 * 1024;
 
 /// Everything one request's `Store` holds.
 pub struct RequestState {
@@ -26,18 +26,15 @@ pub struct RequestState {
     kv: Buckets,
     metrics: Arc<Metrics>,
     limits: StoreLimits,
+    stderr: MemoryOutputPipe,
+    stderr_seen: usize,
 }
 
 impl RequestState {
-    /// Fresh state; `stderr` collects what the component writes there.
-    pub fn new(
-        egress: EgressPolicy,
-        config: Arc<WasiConfigVariables>,
-        kv: Buckets,
-        max_memory_bytes: usize,
-        stderr: MemoryOutputPipe,
-    ) -> Self {
-        let wasi = WasiCtx::builder().stderr(stderr).build();
+    /// Fresh state for a new instance; what it writes to stderr is collected (see [`take_stderr`](Self::take_stderr)).
+    pub fn new(egress: EgressPolicy, config: Arc<WasiConfigVariables>, kv: Buckets, max_memory_bytes: usize) -> Self {
+        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
+        let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let metrics = egress.metrics.clone();
         Self {
             wasi,
@@ -48,7 +45,27 @@ impl RequestState {
             kv,
             metrics,
             limits: StoreLimitsBuilder::new().memory_size(max_memory_bytes).instances(64).build(),
+            stderr,
+            stderr_seen: 0,
         }
+    }
+
+    /// Gives the next request through this (possibly reused) instance the current configuration.
+    pub fn refresh_config(&mut self, config: Arc<WasiConfigVariables>) {
+        self.config = config;
+    }
+
+    /// What the component wrote to stderr since the last call.
+    pub fn take_stderr(&mut self) -> bytes::Bytes {
+        let all = self.stderr.contents();
+        let new = all.slice(self.stderr_seen.min(all.len())..);
+        self.stderr_seen = all.len();
+        new
+    }
+
+    /// Whether the stderr buffer is past half full: the instance should retire before writes fail.
+    pub fn stderr_nearly_full(&self) -> bool {
+        self.stderr_seen > STDERR_CAPACITY / 2
     }
 
     /// The `wasi:config` view.

@@ -201,7 +201,8 @@ pub async fn rollback(app: &Arc<App>) -> Option<SwapRecord> {
 async fn compile(app: &Arc<App>, bytes: Bytes) -> Result<LoadedComponent, LoadError> {
     let engine = app.engine.clone();
     let linker = app.swaps.linker.clone();
-    tokio::task::spawn_blocking(move || load_bytes(&engine, &linker, &bytes))
+    let reuse = app.reuse;
+    tokio::task::spawn_blocking(move || load_bytes(&engine, &linker, &bytes, reuse))
         .await
         .map_err(|e| LoadError::new(LoadStep::Compile, format!("the compile thread failed: {e}")))?
 }
@@ -227,7 +228,12 @@ async fn smoke_test(app: &Arc<App>, candidate: &Arc<LoadedComponent>) -> Result<
 
 fn switch(app: &Arc<App>, source: Source, noticed: Instant, candidate: Arc<LoadedComponent>, running: &Arc<LoadedComponent>) -> SwapRecord {
     app.swaps.keep(&candidate);
+    candidate.pool.revive();
     app.set_component(candidate.clone());
+    // Instances of the old build retire: idle ones now, busy ones when their request ends.
+    if !Arc::ptr_eq(running, &candidate) {
+        running.pool.retire();
+    }
     *lock(&app.swaps.previous) = Some(running.clone());
     *lock(&app.swaps.running_source) = (source, unix_now());
     app.metrics.component_info.with_label_values(&[&candidate.version]).set(1);

@@ -14,7 +14,6 @@ use stock_host::secrets::ComponentConfig;
 use stock_host::state::RequestState;
 use wasmtime::Store;
 use wasmtime::component::{Component, Val};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 
 use crate::common::*;
 
@@ -28,7 +27,7 @@ fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Buckets) -> Val
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let egress = EgressPolicy { allowed_authority: config.upstream_authority(), timeout: Duration::from_secs(5), metrics };
         let vars = ComponentConfig::new(&config, Some("export-key".into())).variables();
-        let state = RequestState::new(egress, vars, kv.clone(), 64 << 20, MemoryOutputPipe::new(4096));
+        let state = RequestState::new(egress, vars, kv.clone(), 64 << 20);
         let mut store = Store::new(&engine, state);
         store.set_epoch_deadline(u64::MAX / 2);
         let instance = linker.instantiate_async(&mut store, &component).await.expect("instantiate");

@@ -166,7 +166,9 @@ fn schemathesis_finds_no_server_error_and_every_answer_conforms_to_the_served_do
     let sim = Sim::start();
     // Unlimited quota: generated symbols are real upstream calls, and a spent quota is a documented 503.
     let host = Host::with_sim(&sim, "schemathesis-key", &[("UPSTREAM_DAILY_QUOTA", "0")]);
+    let scratch = TempDir::new("schemathesis"); // it keeps a cache in its working directory
     let output = std::process::Command::new(st)
+        .current_dir(&scratch.0)
         .args(["run", &format!("http://{}/openapi.json", host.addr), "--checks", "all", "--max-examples", "50", "--workers", "2"])
         .args(["--seed", "20261127"])
         .output()

@@ -7,6 +7,7 @@ mod component_world;
 mod host_cache_and_state;
 mod host_hostile_input;
 mod host_hot_swap;
+mod host_instance_reuse;
 mod host_lifecycle;
 mod host_metrics_and_secrets;
 mod host_reliability;
