@@ -17,3 +17,22 @@ pub fn full(bytes: impl Into<Bytes>) -> HostBody {
 pub fn static_json(text: &'static str) -> HostBody {
     full(Bytes::from_static(text.as_bytes()))
 }
+
+/// A body that fails at once, so the client sees a broken response rather than a short one.
+pub fn failed(reason: String) -> HostBody {
+    Failed(Some(reason.into())).boxed_unsync()
+}
+
+struct Failed(Option<BodyError>);
+
+impl hyper::body::Body for Failed {
+    type Data = Bytes;
+    type Error = BodyError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, BodyError>>> {
+        std::task::Poll::Ready(self.0.take().map(Err))
+    }
+}

@@ -151,7 +151,7 @@ async fn await_response(
 ) -> Result<Response<HostBody>, HostError> {
     // The task enforces the deadline; this wait only adds a margin so a wedged task cannot hold the client.
     match tokio::time::timeout(remaining + DEADLINE_MARGIN, receiver).await {
-        Ok(Ok(Ok(response))) => Ok(response.map(box_component_body)),
+        Ok(Ok(Ok(response))) => Ok(buffer_small_body(response, remaining).await),
         Ok(Ok(Err(code))) => Err(HostError::Internal(format!("component answered with error code {code:?}"))),
         Ok(Err(_)) => match task.await {
             Ok(Err(Failure::Deadline)) => Err(HostError::Deadline(app.request_timeout.as_millis())),
@@ -228,6 +228,24 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.metrics.in_flight.dec();
+    }
+}
+
+/// Bodies up to this size are collected before the head is sent, so head and body leave in one write.
+const BUFFERED_BODY_MAX: u64 = 64 * 1024;
+
+/// The response with its body collected when the guest declared a small `content-length` (one write,
+/// one packet, instead of a head and then chunks); larger or unknown bodies stream as the guest writes.
+async fn buffer_small_body(response: Response<HyperOutgoingBody>, remaining: Duration) -> Response<HostBody> {
+    let declared = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
+    if !declared.is_some_and(|n| n <= BUFFERED_BODY_MAX) {
+        return response.map(box_component_body);
+    }
+    let (parts, body) = response.into_parts();
+    match tokio::time::timeout(remaining, body.collect()).await {
+        Ok(Ok(collected)) => Response::from_parts(parts, crate::body::full(collected.to_bytes())),
+        Ok(Err(code)) => Response::from_parts(parts, crate::body::failed(format!("component body error: {code:?}"))),
+        Err(_) => Response::from_parts(parts, crate::body::failed("the component did not finish its body before the deadline".into())),
     }
 }
 

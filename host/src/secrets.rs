@@ -39,35 +39,20 @@ pub fn redact(text: &str) -> String {
     out
 }
 
-/// The log writer: collects one event, then writes it to stderr with secrets [`redact`]ed.
+/// The log sink: each write is one formatted event (the non-blocking writer in front of it hands over
+/// whole events), written to stderr with secrets [`redact`]ed. It runs on the logging thread, so
+/// request threads neither scan for secrets nor wait on stderr.
 pub struct RedactingStderr;
 
-/// One event's bytes, written (redacted) when dropped.
-pub struct RedactedLine(Vec<u8>);
-
-impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for RedactingStderr {
-    type Writer = RedactedLine;
-
-    fn make_writer(&'a self) -> Self::Writer {
-        RedactedLine(Vec::with_capacity(256))
-    }
-}
-
-impl std::io::Write for RedactedLine {
+impl std::io::Write for RedactingStderr {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.extend_from_slice(bytes);
+        let line = redact(&String::from_utf8_lossy(bytes));
+        std::io::stderr().lock().write_all(line.as_bytes())?;
         Ok(bytes.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Drop for RedactedLine {
-    fn drop(&mut self) {
-        let line = redact(&String::from_utf8_lossy(&self.0));
-        let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), line.as_bytes());
+        std::io::stderr().flush()
     }
 }
 
