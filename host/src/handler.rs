@@ -238,7 +238,7 @@ const BUFFERED_BODY_MAX: u64 = 64 * 1024;
 /// one packet, instead of a head and then chunks); larger or unknown bodies stream as the guest writes.
 async fn buffer_small_body(response: Response<HyperOutgoingBody>, remaining: Duration) -> Response<HostBody> {
     let declared = response.headers().get(http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if !declared.is_some_and(|n| n <= BUFFERED_BODY_MAX) {
+    if declared.is_none_or(|n| n > BUFFERED_BODY_MAX) {
         return response.map(box_component_body);
     }
     let (parts, body) = response.into_parts();

@@ -189,6 +189,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     server::apply_build_metrics(&app.metrics, &report);
 
     let _watcher = ComponentWatcher::spawn(app.clone(), config.component.clone());
+    let _sweeper = IdleSweeper::spawn(app.clone());
     let traffic =
         TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
     let admin =
@@ -205,6 +206,28 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     server::serve(app, traffic, admin, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Retires idle instances of the running build once they pass INSTANCE_IDLE_TIMEOUT; stops when dropped.
+struct IdleSweeper(tokio::task::JoinHandle<()>);
+
+impl IdleSweeper {
+    fn spawn(app: Arc<App>) -> Self {
+        let every = (app.reuse.idle_timeout / 2).max(Duration::from_secs(1));
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            loop {
+                tick.tick().await;
+                app.component().pool.sweep();
+            }
+        }))
+    }
+}
+
+impl Drop for IdleSweeper {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Instances beyond MAX_CONCURRENCY for the host's own calls (status at load and on scrapes).

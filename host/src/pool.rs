@@ -76,11 +76,12 @@ impl InstancePool {
     /// stderr buffer is filling up, or enough instances are idle already. True when it was kept.
     pub fn give_back(&self, mut instance: Instance) -> bool {
         let worn_out = instance.uses >= self.reuse.max_uses || instance.store.data().stderr_nearly_full();
-        if worn_out || self.retired.load(Ordering::SeqCst) {
+        if worn_out {
             return false;
         }
+        // Checked under the lock `retire` takes, so an instance cannot slip into a retired pool.
         let mut idle = self.lock();
-        if idle.len() >= self.reuse.max_idle {
+        if self.retired.load(Ordering::SeqCst) || idle.len() >= self.reuse.max_idle {
             return false;
         }
         instance.idle_since = Instant::now();
@@ -90,8 +91,15 @@ impl InstancePool {
 
     /// Drops every idle instance and keeps none from now on (the build stopped serving).
     pub fn retire(&self) {
+        let mut idle = self.lock();
         self.retired.store(true, Ordering::SeqCst);
-        self.lock().clear();
+        idle.clear();
+    }
+
+    /// Drops instances idle for longer than the idle timeout, returning their memory.
+    pub fn sweep(&self) {
+        let timeout = self.reuse.idle_timeout;
+        self.lock().retain(|instance| instance.idle_since.elapsed() < timeout);
     }
 
     /// Reuses instances again (the build serves again, e.g. after a rollback).

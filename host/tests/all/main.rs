@@ -4,6 +4,7 @@ mod common;
 mod component_prices_export;
 mod component_under_wasmtime_serve;
 mod component_world;
+mod container;
 mod host_cache_and_state;
 mod host_hostile_input;
 mod host_hot_swap;

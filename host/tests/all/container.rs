@@ -1,0 +1,114 @@
+//! The image, run for real with the Docker Engine: locked down as a cluster would run it, with the
+//! simulator as upstream on the host's loopback, the component from a ConfigMap-style volume, a hot swap
+//! inside the running container, and `docker stop` draining a request in flight.
+//! `make test` builds the image and sets STOCK_IMAGE; without a Docker Engine it says so and skips.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::common::*;
+
+/// The image to test, or `None` (with one line saying why) when `make test` could not build one.
+fn image() -> Option<String> {
+    match std::env::var("STOCK_IMAGE") {
+        Ok(image) if !image.is_empty() => Some(image),
+        _ => {
+            eprintln!("container tests skipped: STOCK_IMAGE is not set (make test sets it when a Docker Engine is available)");
+            None
+        }
+    }
+}
+
+fn docker(args: &[&str]) -> std::process::Output {
+    Command::new("docker").args(args).output().expect("docker runs")
+}
+
+/// A running container, removed on drop (its logs printed when the test failed).
+struct Container(String);
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let logs = docker(&["logs", &self.0]);
+            eprintln!("--- container logs ---\n{}{}", String::from_utf8_lossy(&logs.stdout), String::from_utf8_lossy(&logs.stderr));
+        }
+        let _ = docker(&["rm", "-f", &self.0]);
+    }
+}
+
+#[test]
+fn the_image_runs_locked_down_serves_swaps_and_drains_on_docker_stop() {
+    let Some(image) = image() else { return };
+    let release = std::fs::read(component_path()).expect("component");
+    let mut volume = ConfigMapDir::new("container", &release);
+    let sim = Sim::start();
+    let (port, admin) = (free_port(), free_port());
+    let mount = format!("{}:/etc/stock/component:ro", volume.dir.0.display());
+    let env = [
+        format!("PORT={port}"),
+        format!("ADMIN_PORT={admin}"),
+        "BIND=127.0.0.1".to_owned(),
+        "APIKEY=container-key".to_owned(),
+        format!("ALPHAVANTAGE_URL={}", sim.url()),
+        "COMPONENT=/etc/stock/component/component.wasm".to_owned(),
+        "DRAIN_TIMEOUT=20s".to_owned(),
+    ];
+    let mut args = vec!["run", "-d", "--read-only", "--user", "65532", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"];
+    args.extend(["--network", "host", "-v", &mount]);
+    for pair in &env {
+        args.extend(["-e", pair.as_str()]);
+    }
+    args.push(&image);
+    let started = docker(&args);
+    assert!(started.status.success(), "docker run failed: {}", String::from_utf8_lossy(&started.stderr));
+    let container = Container(String::from_utf8_lossy(&started.stdout).trim().to_owned());
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let admin_addr = format!("127.0.0.1:{admin}").parse().expect("addr");
+    wait_for_port(addr, Duration::from_secs(30));
+
+    let prices = get(addr, "/MSFT/7");
+    assert_eq!(prices.status, 200, "{}", prices.body);
+    assert_eq!(
+        prices.header("x-component-version"),
+        Some(stock_host::engine::short_version(&release).as_str()),
+        "the mounted build serves"
+    );
+    assert_eq!(get(addr, "/health").status, 200);
+    assert_eq!(get(addr, "/ready").status, 200);
+    assert!(get(admin_addr, "/metrics").body.contains("stock_api_requests_total"));
+
+    let marked = with_custom_section(&release, "stock-container-build");
+    let want = stock_host::engine::short_version(&marked);
+    volume.publish(&marked);
+    wait_until(Duration::from_secs(15), "the new ConfigMap build goes live inside the running container", || {
+        get(addr, "/health").header("x-component-version") == Some(want.as_str())
+    });
+
+    sim.fault("latency", 2_000, None);
+    let in_flight = std::thread::spawn(move || try_request(addr, "GET", "/IBM/7", Duration::from_secs(30)));
+    wait_until(Duration::from_secs(5), "the slow request is in flight", || {
+        sample_value(&get(admin_addr, "/metrics").body, "stock_host_in_flight_requests") == Some(1.0)
+    });
+    let stopping = Instant::now();
+    let stopped = docker(&["stop", "-t", "30", &container.0]);
+    assert!(stopped.status.success(), "{}", String::from_utf8_lossy(&stopped.stderr));
+    let answer = in_flight.join().expect("client").expect("the request in flight got its answer");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    assert!(stopping.elapsed() < Duration::from_secs(25), "exited within its grace period: {:?}", stopping.elapsed());
+    let code = docker(&["inspect", "-f", "{{.State.ExitCode}}", &container.0]);
+    assert_eq!(String::from_utf8_lossy(&code.stdout).trim(), "0", "SIGTERM with a drained request is a clean exit");
+}
+
+#[test]
+fn the_image_has_no_shell_and_runs_as_a_numeric_non_root_user() {
+    let Some(image) = image() else { return };
+    let user = docker(&["image", "inspect", "-f", "{{.Config.User}}", &image]);
+    assert_eq!(String::from_utf8_lossy(&user.stdout).trim(), "65532:65532");
+    let ports = docker(&["image", "inspect", "-f", "{{json .Config.ExposedPorts}}", &image]);
+    let ports = String::from_utf8_lossy(&ports.stdout);
+    assert!(ports.contains("8080/tcp") && ports.contains("9090/tcp"), "{ports}");
+    let shell = docker(&["run", "--rm", "--entrypoint", "/bin/sh", &image, "-c", "true"]);
+    assert!(!shell.status.success(), "the image has a shell");
+    let stop_signal = docker(&["image", "inspect", "-f", "{{.Config.StopSignal}}", &image]);
+    assert_eq!(String::from_utf8_lossy(&stop_signal.stdout).trim(), "SIGTERM");
+}
