@@ -63,14 +63,14 @@ run: build ## serve on :$(PORT) (admin :$(ADMIN_PORT)); without APIKEY, against 
 	  exec env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) COMPONENT=$(COMPONENT) $(HOST) serve; \
 	else \
 	  echo "no APIKEY: starting alphavantage-sim on 127.0.0.1:$(SIM_PORT) (deterministic sample data, not market prices)"; \
-	  $(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null' EXIT; \
+	  $(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \
 	  echo "serving on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT)); try: curl localhost:$(PORT)/MSFT/7"; \
 	  env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) COMPONENT=$(COMPONENT) APIKEY=sample-key \
 	    ALPHAVANTAGE_URL=http://127.0.0.1:$(SIM_PORT)/query $(HOST) serve; \
 	fi
 
 run-wasmtime: component prereqs-wasmtime host ## the same component under stock `wasmtime serve` (against the simulator)
-	@$(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null' EXIT; \
+	@$(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \
 	  echo "wasmtime serve on http://localhost:$(PORT); try: curl localhost:$(PORT)/MSFT/7"; \
 	  wasmtime serve --addr 0.0.0.0:$(PORT) -S cli -S keyvalue -S config \
 	    -S config-var=apikey=sample-key -S config-var=alphavantage_url=http://127.0.0.1:$(SIM_PORT)/query $(COMPONENT)

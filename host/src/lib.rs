@@ -125,7 +125,8 @@ fn describe_config_problems(problems: &[ConfigProblem]) -> String {
 /// Validates `config`, loads the component, binds both ports and serves until SIGTERM/SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let apikey = match (&config.apikey, &config.apikey_file) {
-        (Some(key), _) => Some(key.clone()),
+        // An empty APIKEY is what a missing Kubernetes secret looks like: the same as none.
+        (Some(key), _) => Some(key.trim().to_owned()).filter(|k| !k.is_empty()),
         (None, Some(path)) => read_key_file(path).with_context(|| format!("APIKEY_FILE {} cannot be read", path.display()))?,
         (None, None) => None,
     };

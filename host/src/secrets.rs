@@ -17,9 +17,13 @@ use crate::config::{ServeConfig, config_duration};
 /// Every API key this process has held. Log output is process-wide, so this is too.
 static KNOWN_SECRETS: RwLock<Vec<String>> = RwLock::new(Vec::new());
 
+/// Shortest secret scrubbed wherever it appears; shorter ones would garble every log line (a key `k`
+/// would turn each "k" into REDACTED). `apikey=` values are scrubbed whatever their length.
+pub const MIN_SCRUBBED_SECRET_LEN: usize = 6;
+
 /// Makes `secret` unloggable from now on.
 pub fn remember_secret(secret: &str) {
-    if secret.is_empty() {
+    if secret.len() < MIN_SCRUBBED_SECRET_LEN {
         return;
     }
     let mut known = KNOWN_SECRETS.write().unwrap_or_else(|p| p.into_inner());

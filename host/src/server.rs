@@ -229,7 +229,8 @@ pub fn route_template(path: &str) -> &'static str {
         Some(routes::READY) => "/ready",
         Some(routes::CIRCUIT_BREAKER) => "/circuit-breaker",
         Some(routes::OPENAPI) => "/openapi.json",
-        Some(_) => "/docs",
+        Some(routes::DOCS) => "/docs",
+        Some(_) => "reserved",
         None => match path.trim_matches('/') {
             "" => "/",
             trimmed => match trimmed.split('/').count() {

@@ -35,6 +35,7 @@ pub fn route(method: &str, path_with_query: &str) -> Result<Route, Error> {
         Some(routes::READY) => return Ok(Route::Ready),
         Some(routes::CIRCUIT_BREAKER) => return Ok(Route::CircuitBreaker),
         Some(routes::OPENAPI) => return Ok(Route::OpenApi),
+        Some(routes::METRICS) => return Err(Error::NotFound("/metrics (metrics are served on the admin port, 9090 by default)".into())),
         Some(elsewhere) => return Err(Error::NotFound(format!("/{elsewhere}"))),
         None => {}
     }
@@ -76,6 +77,9 @@ mod tests {
             ("GET", "/circuit-breaker", Ok(Route::CircuitBreaker)),
             ("GET", "/openapi.json", Ok(Route::OpenApi)),
             ("GET", "/docs", Err(Error::NotFound("/docs".into()))),
+            ("GET", "/robots.txt", Err(Error::NotFound("/robots.txt".into()))),
+            ("GET", "/favicon.ico", Err(Error::NotFound("/favicon.ico".into()))),
+            ("GET", "/.well-known/security.txt", Err(Error::NotFound("/.well-known".into()))),
             ("GET", "/MSFT/0", Err(Error::InvalidDays("0".into()))),
             ("GET", "/MSFT/101", Err(Error::InvalidDays("101".into()))),
             ("GET", "/MSFT/abc", Err(Error::InvalidDays("abc".into()))),

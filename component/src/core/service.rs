@@ -2,7 +2,7 @@
 
 use super::breaker::{BreakerState, STATE_NAMES, secs_until};
 use super::cache::{self, Freshness, freshness};
-use super::config::Settings;
+use super::config::{ConfigError, Settings};
 use super::decimal::Decimal;
 use super::env::Env;
 use super::error::Error;
@@ -116,8 +116,9 @@ fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<S
         return Ok(series);
     }
     if settings.apikey.is_empty() {
+        // Our configuration, not the upstream's refusal: no call was made.
         env.log("no API key configured (config key apikey); not calling the upstream");
-        return Err(Error::UpstreamMisconfigured { retry_after_secs: 60 });
+        return Err(Error::Config(ConfigError { key: stock_shared::settings::APIKEY.key, reason: "no API key is configured".into() }));
     }
     upstream::guarded_call(env, settings, symbol)
 }
@@ -338,7 +339,9 @@ mod tests {
         let env = env_with_series();
         let mut s = settings();
         s.apikey.clear();
-        assert_eq!(closing_prices(&env, &s, &msft(), 1), Err(Error::UpstreamMisconfigured { retry_after_secs: 60 }));
+        let refused = closing_prices(&env, &s, &msft(), 1);
+        assert!(matches!(&refused, Err(Error::Config(e)) if e.key == "apikey"), "{refused:?}");
+        assert_eq!(refused.map_err(|e| e.problem().slug), Err("service-misconfigured"));
         assert!(env.fetched.borrow().is_empty());
     }
 

@@ -177,3 +177,29 @@ fn schemathesis_finds_no_server_error_and_every_answer_conforms_to_the_served_do
     assert!(output.status.success(), "schemathesis found problems:\n{report}\n{}", String::from_utf8_lossy(&output.stderr));
     assert!(report.contains("No issues found"), "{report}");
 }
+
+#[test]
+fn well_known_paths_are_reserved_and_never_cost_an_upstream_call() {
+    // Browsers, crawlers and stray scrapers ask for these on their own; the free tier has 25 calls a day.
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "reserved-key", &[]);
+    for path in ["/metrics", "/favicon.ico", "/robots.txt", "/.well-known/security.txt", "/docs"] {
+        let reply = get(host.addr, path);
+        assert_eq!(reply.status, 404, "{path}: {}", reply.body);
+        assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/not-found", "{path}");
+    }
+    assert!(get(host.addr, "/metrics").body.contains("admin port"), "says where metrics are");
+    assert_eq!(sim.calls(), 0);
+}
+
+#[test]
+fn an_empty_key_behaves_like_no_key_and_names_the_configuration_not_the_upstream() {
+    let sim = Sim::start();
+    let host = Host::start(&[("ALPHAVANTAGE_URL", &sim.url()), ("APIKEY", "")]);
+    let reply = get(host.addr, "/MSFT/7");
+    assert_eq!(reply.status, 503, "{}", reply.body);
+    assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/service-misconfigured");
+    assert_eq!(reply.header("retry-after"), Some("60"));
+    assert_eq!(sim.calls(), 0, "no call is made without a key");
+    assert!(host.logs().contains("no APIKEY or APIKEY_FILE"), "startup warns:\n{}", host.logs());
+}

