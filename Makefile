@@ -38,8 +38,9 @@ prereqs-wasmtime: ## wasmtime-cli $(WASMTIME_VERSION) for `wasmtime serve`
 	  echo "installing wasmtime-cli $(WASMTIME_VERSION) (takes ~10 minutes on 2 cores)"; \
 	  cargo install --locked wasmtime-cli --version $(WASMTIME_VERSION) --no-default-features --features $(WASMTIME_FEATURES); fi
 
-prereqs-debian: ## promtool (Debian package prometheus)
-	@command -v promtool >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; }
+prereqs-debian: ## promtool (Debian package prometheus) and redis-server (the shared-state tests)
+	@missing=""; command -v promtool >/dev/null || missing="$$missing prometheus"; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  [ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 prereqs-python: ## schemathesis $(SCHEMATHESIS) in target/py (for the API contract test)
 	@$(PY)/st --version 2>/dev/null | grep -q "$(SCHEMATHESIS)" || { python3 -m venv target/py && $(PY)/pip install -q "schemathesis==$(SCHEMATHESIS)"; }

@@ -38,6 +38,11 @@ host() {
 }
 host reuse
 host noreuse MAX_INSTANCE_REUSE=1
+redis_port=$(free_port)
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no >/dev/null 2>&1 & pids+=($!)
+wait_redis() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_port") 2>/dev/null && return 0; sleep 0.1; done; echo "redis never answered" >&2; exit 1; }
+wait_redis
+host redis KV_URL="redis://127.0.0.1:$redis_port"
 host cold CACHE_TTL=0 NEGATIVE_CACHE_TTL=0
 serve_port=$(free_port); reuse_port=$(free_port)
 wasmtime serve --addr "127.0.0.1:$serve_port" -S cli -S keyvalue -S config -S config-var=apikey=bench-key \
@@ -45,7 +50,7 @@ wasmtime serve --addr "127.0.0.1:$serve_port" -S cli -S keyvalue -S config -S co
 wasmtime serve --addr "127.0.0.1:$reuse_port" -O pooling-allocator --max-instance-reuse-count 1000 -S cli -S keyvalue -S config \
   -S config-var=apikey=bench-key -S "config-var=alphavantage_url=$upstream" "$COMPONENT" >/dev/null 2>&1 & pids+=($!)
 wait_port "$serve_port"; wait_port "$reuse_port"
-for name in reuse noreuse; do curl -sf "http://127.0.0.1:${port[$name]}/MSFT/7" >/dev/null; done   # later requests are HITs
+for name in reuse noreuse redis; do curl -sf "http://127.0.0.1:${port[$name]}/MSFT/7" >/dev/null; done   # later requests are HITs
 rss_idle=$(rss_kb "${pid[reuse]}")
 
 h() { echo "http://127.0.0.1:${port[$1]}$2"; }
@@ -54,6 +59,7 @@ scenarios=(
   "host native /health|$(h reuse /health)|HTTP stack and access log only, no WebAssembly (baseline)"
   "host /MSFT/7 cached, reuse on|$(h reuse /MSFT/7)|the default: reused instance, one keyvalue get, render"
   "host /MSFT/7 cached, reuse off|$(h noreuse /MSFT/7)|MAX_INSTANCE_REUSE=1: a fresh instance per request"
+  "host /MSFT/7 cached, Redis|$(h redis /MSFT/7)|KV_URL=redis://...: the cached read through Redis (loopback)"
   "host /openapi.json, reuse on|$(h reuse /openapi.json)|a component route without upstream or cache"
   "wasmtime serve /openapi.json|http://127.0.0.1:$serve_port/openapi.json|the same component and route, default flags"
   "wasmtime serve /openapi.json, reuse|http://127.0.0.1:$reuse_port/openapi.json|-O pooling-allocator --max-instance-reuse-count 1000"
@@ -134,12 +140,13 @@ ratio() { python3 -c "print(f'{${rps_of[$1]} / ${rps_of[$2]}:.2f}')"; }
   echo "- host vs \`wasmtime serve\` with its own reuse on \`/openapi.json\`: $(ratio 'host /openapi.json, reuse on' 'wasmtime serve /openapi.json, reuse')x"
   echo "- cached p99 / native p99 at $CONNECTIONS connections: ${p99_of['host /MSFT/7 cached, reuse on']} / ${p99_of['host native /health']} (target at most 3x)"
   echo "- reuse on vs off for cached \`/MSFT/7\`: $(ratio 'host /MSFT/7 cached, reuse on' 'host /MSFT/7 cached, reuse off')x"
+  echo "- cached \`/MSFT/7\` through Redis vs in memory: $(ratio 'host /MSFT/7 cached, Redis' 'host /MSFT/7 cached, reuse on')"
   echo
   echo "## Also measured"
   echo
   echo "- instantiation (reuse off): $(python3 -c "print(f'{$inst_sum / max($inst_count, 1) * 1e6:.0f}')") us mean over $inst_count instantiations"
   echo "- instance reuse (reuse on): $reuses requests served by reused instances, $created instances created"
-  echo "- upstream calls for MSFT: $cached_calls for the two cached hosts over all their scenarios (one each: the first request; the TTL never ran out), $cold_calls during the cold-miss run (CACHE_TTL=0: every request needs the upstream; single flight shares each call among the concurrent requests)"
+  echo "- upstream calls for MSFT: $cached_calls for the three cached hosts over all their scenarios (one each: the first request; the TTL never ran out), $cold_calls during the cold-miss run (CACHE_TTL=0: every request needs the upstream; single flight shares each call among the concurrent requests)"
   echo "- host RSS (reuse on): ${rss_idle} KB idle, ${rss_loaded} KB after its load"
   echo "- swap latency (ConfigMap \`..data\` rename to the new X-Component-Version answering): $swap_stats; $swaps_ok swaps ok"
   echo "- load during the swaps (\`wrk -t2 -c8\` on \`/MSFT/7\`): $swap_load"

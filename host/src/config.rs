@@ -60,11 +60,31 @@ pub enum Command {
     Serve(Box<ServeConfig>),
 }
 
-/// Keyvalue backend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KvBackend {
+/// Keyvalue backend (KV_URL).
+#[derive(Clone, PartialEq, Eq)]
+pub enum KvUrl {
     /// In-process buckets shared by every instance of this process.
     Memory,
+    /// Redis shared by every replica: `redis://host:port[/db]` or `rediss://...`.
+    Redis(String),
+}
+
+impl std::fmt::Debug for KvUrl {
+    // Never prints the URL: it may carry a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Memory => f.write_str("memory"),
+            Self::Redis(_) => f.write_str("redis://(redacted)"),
+        }
+    }
+}
+
+fn parse_kv_url(text: &str) -> Result<KvUrl, String> {
+    if text == "memory" {
+        return Ok(KvUrl::Memory);
+    }
+    let usable = (text.starts_with("redis://") || text.starts_with("rediss://")) && redis::Client::open(text).is_ok();
+    if usable { Ok(KvUrl::Redis(text.to_owned())) } else { Err("must be `memory` or redis://host:port[/db] (rediss:// for TLS)".into()) }
 }
 
 /// Log line format.
@@ -133,9 +153,22 @@ pub struct ServeConfig {
     /// Deadline for a whole request inside the component (epoch interruption plus a wall-clock timer).
     #[arg(long, env = "REQUEST_TIMEOUT", default_value = DEFAULT_REQUEST_TIMEOUT, value_parser = parse_positive_duration)]
     pub request_timeout: Duration,
-    /// Keyvalue backend: `memory` (one process; Redis arrives later).
-    #[arg(long, env = "KV_URL", default_value = "memory", value_enum)]
-    pub kv_url: KvBackend,
+    /// Keyvalue backend: `memory` (this process only) or `redis://host:port[/db]` / `rediss://` (every
+    /// replica shares cache, breaker, quota and single flight). Never logged: it may hold a password.
+    #[arg(long, env = "KV_URL", default_value = "memory", value_parser = parse_kv_url, hide_env_values = true)]
+    pub kv_url: KvUrl,
+    /// File holding the Redis password (a mounted Secret); overrides one in KV_URL.
+    #[arg(long, env = "KV_PASSWORD_FILE")]
+    pub kv_password_file: Option<PathBuf>,
+    /// Prefix of every Redis key, so several services can share one Redis.
+    #[arg(long, env = "KV_PREFIX", default_value = "stock:")]
+    pub kv_prefix: String,
+    /// Deadline of one Redis operation; past it the host serves from its local store until Redis answers.
+    #[arg(long, env = "KV_TIMEOUT", default_value = "250ms", value_parser = parse_positive_duration)]
+    pub kv_timeout: Duration,
+    /// Expiry of cache entries in Redis: longer than any build serves stale data (24 h).
+    #[arg(long, env = "KV_CACHE_EXPIRY", default_value = "25h", value_parser = parse_positive_duration)]
+    pub kv_cache_expiry: Duration,
     /// Most keys in the in-memory cache bucket (least recently used evicted; state is never evicted).
     #[arg(long, env = "KV_MAX_ENTRIES", default_value_t = DEFAULT_KV_MAX_ENTRIES)]
     pub kv_max_entries: usize,
@@ -239,7 +272,7 @@ mod tests {
     fn bad_values_name_the_variable() {
         for (flag, value, variable) in [
             ("--alphavantage-url", "ftp://x", "ALPHAVANTAGE_URL"),
-            ("--kv-url", "redis://x", "KV_URL"),
+            ("--kv-url", "postgres://x", "KV_URL"),
             ("--cache-ttl", "5 minutes", "CACHE_TTL"),
             ("--circuit-breaker-timeout", "0", "CIRCUIT_BREAKER_TIMEOUT"),
         ] {

@@ -14,6 +14,8 @@ use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
 use crate::metrics::Metrics;
 
+pub mod redis;
+
 mod generated {
     wasmtime::component::bindgen!({
         path: "../wit/deps/keyvalue",
@@ -68,6 +70,10 @@ pub trait KvStore: Send + Sync + 'static {
     fn increment<'a>(&'a self, key: &'a str, delta: u64) -> KvFuture<'a, u64>;
     /// Every key.
     fn keys(&self) -> KvFuture<'_, Vec<String>>;
+    /// Which backend serves right now (a metric label).
+    fn backend(&self) -> &'static str {
+        "memory"
+    }
 }
 
 /// Keys the in-memory state bucket holds at most. State is small (a breaker, tickets, a counter a
@@ -87,6 +93,15 @@ impl Buckets {
     /// In-process buckets: the cache bounded to `cache_entries` keys, the state to [`MAX_STATE_KEYS`].
     pub fn in_memory(cache_entries: usize) -> Self {
         Self { state: Arc::new(MemoryState::new(MAX_STATE_KEYS)), cache: Arc::new(MemoryCache::new(cache_entries)) }
+    }
+
+    /// Buckets in Redis shared by every replica, each with an in-memory twin for outages.
+    pub fn redis(link: Arc<redis::RedisLink>, settings: &redis::RedisSettings, cache_entries: usize) -> Self {
+        let local = Self::in_memory(cache_entries);
+        Self {
+            state: Arc::new(redis::RedisBucket::new(link.clone(), &settings.prefix, "state", None, local.state)),
+            cache: Arc::new(redis::RedisBucket::new(link, &settings.prefix, "cache", Some(settings.cache_expiry), local.cache)),
+        }
     }
 
     fn by_name(&self, name: &str) -> Option<&Arc<dyn KvStore>> {
@@ -240,9 +255,9 @@ pub struct KvView<'a> {
 }
 
 impl KvView<'_> {
-    fn count<T>(&self, op: &str, result: &Result<T, KvError>) {
+    fn count<T>(&self, backend: &str, op: &str, result: &Result<T, KvError>) {
         let outcome = if result.is_ok() { "ok" } else { "error" };
-        self.metrics.kv_operations.with_label_values(&[op, outcome]).inc();
+        self.metrics.kv_operations.with_label_values(&[backend, op, outcome]).inc();
     }
 }
 
@@ -280,35 +295,35 @@ impl store::HostBucket for KvView<'_> {
     async fn get(&mut self, bucket: Resource<Bucket>, key: String) -> Result<Option<Vec<u8>>, KvError> {
         let store = self.table.get(&bucket)?.store.clone();
         let result = store.get(&key).await;
-        self.count("get", &result);
+        self.count(store.backend(), "get", &result);
         result
     }
 
     async fn set(&mut self, bucket: Resource<Bucket>, key: String, value: Vec<u8>) -> Result<(), KvError> {
         let store = self.table.get(&bucket)?.store.clone();
         let result = store.set(&key, value).await;
-        self.count("set", &result);
+        self.count(store.backend(), "set", &result);
         result
     }
 
     async fn delete(&mut self, bucket: Resource<Bucket>, key: String) -> Result<(), KvError> {
         let store = self.table.get(&bucket)?.store.clone();
         let result = store.delete(&key).await;
-        self.count("delete", &result);
+        self.count(store.backend(), "delete", &result);
         result
     }
 
     async fn exists(&mut self, bucket: Resource<Bucket>, key: String) -> Result<bool, KvError> {
         let store = self.table.get(&bucket)?.store.clone();
         let result = store.get(&key).await.map(|v| v.is_some());
-        self.count("exists", &result);
+        self.count(store.backend(), "exists", &result);
         result
     }
 
     async fn list_keys(&mut self, bucket: Resource<Bucket>, _cursor: Option<u64>) -> Result<store::KeyResponse, KvError> {
         let store = self.table.get(&bucket)?.store.clone();
         let result = store.keys().await;
-        self.count("list_keys", &result);
+        self.count(store.backend(), "list_keys", &result);
         Ok(store::KeyResponse { keys: result?, cursor: None })
     }
 
@@ -322,7 +337,7 @@ impl atomics::Host for KvView<'_> {
     async fn increment(&mut self, bucket: Resource<Bucket>, key: String, delta: u64) -> Result<u64, KvError> {
         let store = self.table.get(&bucket)?.store.clone();
         let result = store.increment(&key, delta).await;
-        self.count("increment", &result);
+        self.count(store.backend(), "increment", &result);
         result
     }
 }
@@ -333,7 +348,7 @@ impl batch::Host for KvView<'_> {
         for key in keys {
             let store = self.table.get(&bucket)?.store.clone();
             let result = store.get(&key).await;
-            self.count("get", &result);
+            self.count(store.backend(), "get", &result);
             out.push(result?.map(|value| (key, value)));
         }
         Ok(out)
@@ -343,7 +358,7 @@ impl batch::Host for KvView<'_> {
         for (key, value) in key_values {
             let store = self.table.get(&bucket)?.store.clone();
             let result = store.set(&key, value).await;
-            self.count("set", &result);
+            self.count(store.backend(), "set", &result);
             result?;
         }
         Ok(())
@@ -353,10 +368,36 @@ impl batch::Host for KvView<'_> {
         for key in keys {
             let store = self.table.get(&bucket)?.store.clone();
             let result = store.delete(&key).await;
-            self.count("delete", &result);
+            self.count(store.backend(), "delete", &result);
             result?;
         }
         Ok(())
+    }
+}
+
+/// The behaviour every [`KvStore`] backend must show; run against memory here and against a real Redis
+/// in the integration tests, so both backends are held to the same contract.
+pub mod contract {
+    use super::{KvStore, MAX_VALUE_BYTES};
+
+    /// Checks get/set/delete/increment/keys on an empty `store`; panics naming what broke.
+    pub async fn check(store: &dyn KvStore) {
+        assert_eq!(store.get("absent").await.expect("get"), None, "a missing key reads as absent");
+        store.set("series/MSFT", b"\x00bytes\xff".to_vec()).await.expect("set");
+        assert_eq!(store.get("series/MSFT").await.expect("get"), Some(b"\x00bytes\xff".to_vec()), "values are bytes, not text");
+        store.set("series/MSFT", b"newer".to_vec()).await.expect("overwrite");
+        assert_eq!(store.get("series/MSFT").await.expect("get"), Some(b"newer".to_vec()));
+        assert_eq!(store.increment("quota/day", 2).await.expect("increment"), 2, "a missing counter starts at 0");
+        assert_eq!(store.increment("quota/day", 3).await.expect("increment"), 5);
+        assert_eq!(store.get("quota/day").await.expect("get"), Some(b"5".to_vec()), "counters are decimal text");
+        assert!(store.increment("series/MSFT", 1).await.is_err(), "a non-counter is not incremented");
+        let mut keys = store.keys().await.expect("keys");
+        keys.sort();
+        assert_eq!(keys, ["quota/day", "series/MSFT"]);
+        store.delete("series/MSFT").await.expect("delete");
+        store.delete("never-there").await.expect("deleting a missing key is fine");
+        assert_eq!(store.get("series/MSFT").await.expect("get"), None);
+        assert!(store.set("big", vec![0; MAX_VALUE_BYTES + 1]).await.is_err(), "oversized values are refused");
     }
 }
 
@@ -366,6 +407,13 @@ mod tests {
 
     fn run<T>(future: KvFuture<'_, T>) -> Result<T, KvError> {
         tokio::runtime::Builder::new_current_thread().build().expect("runtime").block_on(future)
+    }
+
+    #[test]
+    fn both_memory_buckets_keep_the_store_contract() {
+        let runtime = tokio::runtime::Builder::new_current_thread().build().expect("runtime");
+        runtime.block_on(contract::check(&MemoryCache::new(10)));
+        runtime.block_on(contract::check(&MemoryState::new(10)));
     }
 
     #[test]

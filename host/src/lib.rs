@@ -36,11 +36,12 @@ use wasmtime::Engine;
 use arc_swap::ArcSwap;
 
 use crate::admin::AdminAuth;
-use crate::config::{APIKEY_FILE_POLL, KvBackend, ServeConfig};
+use crate::config::{APIKEY_FILE_POLL, KvUrl, ServeConfig};
 use crate::egress::EgressPolicy;
 use crate::engine::{EpochTicker, LoadedComponent, build_engine, build_linker, load_component};
 use crate::handler::build_report;
 use crate::keyvalue::Buckets;
+use crate::keyvalue::redis::{RedisLink, RedisProber, RedisSettings};
 use crate::metrics::Metrics;
 use crate::pool::Reuse;
 use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
@@ -156,6 +157,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let _key_watcher =
         config.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, component_config.clone(), apikey, APIKEY_FILE_POLL));
     let _ticker = EpochTicker::spawn(engine.clone())?;
+    let (kv, _redis_prober) = keyvalue_buckets(&config, &metrics).await?;
 
     let app = Arc::new(App {
         egress: EgressPolicy { allowed_authority: config.upstream_authority(), timeout: config.upstream_timeout, metrics: metrics.clone() },
@@ -164,9 +166,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         component: ArcSwap::new(component),
         admin_auth: AdminAuth { token: config.admin_token.clone(), token_file: config.admin_token_file.clone() },
         component_config,
-        kv: match config.kv_url {
-            KvBackend::Memory => Buckets::in_memory(config.kv_max_entries),
-        },
+        kv,
         metrics,
         slots: Slots::new(
             usize::try_from(config.max_concurrency).unwrap_or(1),
@@ -229,6 +229,33 @@ impl Drop for IdleSweeper {
     fn drop(&mut self) {
         self.0.abort();
     }
+}
+
+/// The keyvalue buckets KV_URL asks for; with Redis, the prober that keeps it connected.
+async fn keyvalue_buckets(config: &ServeConfig, metrics: &Arc<Metrics>) -> anyhow::Result<(Buckets, Option<RedisProber>)> {
+    let KvUrl::Redis(url) = &config.kv_url else { return Ok((Buckets::in_memory(config.kv_max_entries), None)) };
+    let password = match &config.kv_password_file {
+        Some(path) => Some(
+            read_key_file(path)
+                .with_context(|| format!("KV_PASSWORD_FILE {} cannot be read", path.display()))?
+                .with_context(|| format!("KV_PASSWORD_FILE {} is empty", path.display()))?,
+        ),
+        None => None,
+    };
+    if let Some(password) = &password {
+        secrets::remember_secret(password);
+    }
+    let settings = RedisSettings {
+        url: url.clone(),
+        password,
+        prefix: config.kv_prefix.clone(),
+        timeout: config.kv_timeout,
+        cache_expiry: config.kv_cache_expiry,
+    };
+    let link = RedisLink::new(&settings, metrics.clone()).map_err(|e| anyhow::anyhow!("KV_URL cannot be used: {e}"))?;
+    tracing::info!(redis = %link.endpoint, prefix = %settings.prefix, "keyvalue: Redis, shared by every replica");
+    let prober = RedisProber::start(link.clone()).await;
+    Ok((Buckets::redis(link, &settings, config.kv_max_entries), Some(prober)))
 }
 
 /// Instances beyond MAX_CONCURRENCY for the host's own calls (status at load and on scrapes).

@@ -33,7 +33,9 @@ pub const TRAPS_TOTAL: &str = "stock_host_traps_total";
 pub const REQUEST_TIMEOUTS_TOTAL: &str = "stock_host_request_timeouts_total";
 /// Component requests currently running.
 pub const IN_FLIGHT_REQUESTS: &str = "stock_host_in_flight_requests";
-/// Keyvalue operations, by operation and result.
+/// 1 while Redis (KV_URL) does not answer and the host serves from its local store.
+pub const KV_FALLBACK: &str = "stock_host_kv_fallback";
+/// Keyvalue operations, by backend, operation and result.
 pub const KV_OPERATIONS_TOTAL: &str = "stock_host_kv_operations_total";
 /// Outgoing requests refused because their authority is not the configured upstream.
 pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
@@ -59,6 +61,8 @@ pub const LABEL_ROUTE: &str = "route";
 pub const LABEL_STATUS: &str = "status";
 /// Label: outcome of an upstream call.
 pub const LABEL_OUTCOME: &str = "outcome";
+/// Label: keyvalue backend that served (memory or redis).
+pub const LABEL_BACKEND: &str = "backend";
 /// Label: keyvalue operation.
 pub const LABEL_OP: &str = "op";
 /// Label: ok or error.
@@ -103,6 +107,8 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// See [`KV_OPERATIONS_TOTAL`].
     pub kv_operations: IntCounterVec,
+    /// See [`KV_FALLBACK`].
+    pub kv_fallback: IntGauge,
     /// See [`EGRESS_REFUSED_TOTAL`].
     pub egress_refused: IntCounter,
     /// See [`INSTANCE_REUSES_TOTAL`].
@@ -178,7 +184,12 @@ impl Metrics {
             traps: counter(TRAPS_TOTAL, "Component traps, including deadline interruptions.")?,
             request_timeouts: counter(REQUEST_TIMEOUTS_TOTAL, "Requests over the whole-request deadline.")?,
             in_flight: gauge(IN_FLIGHT_REQUESTS, "Component requests currently running.")?,
-            kv_operations: counter_vec(KV_OPERATIONS_TOTAL, "Keyvalue operations, by operation and result.", &[LABEL_OP, LABEL_RESULT])?,
+            kv_operations: counter_vec(
+                KV_OPERATIONS_TOTAL,
+                "Keyvalue operations, by backend, operation and result.",
+                &[LABEL_BACKEND, LABEL_OP, LABEL_RESULT],
+            )?,
+            kv_fallback: gauge(KV_FALLBACK, "1 while the host serves keyvalue from its local store because Redis does not answer.")?,
             egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
             instance_reuses: counter(INSTANCE_REUSES_TOTAL, "Requests served by a reused instance (no instantiation).")?,
             swaps: counter_vec(SWAPS_TOTAL, "Component swap attempts, by result.", &[LABEL_RESULT])?,

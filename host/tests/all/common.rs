@@ -427,6 +427,40 @@ impl Host {
     }
 }
 
+/// A real `redis-server` (Debian's) on a free loopback port, no persistence; stopped on drop.
+pub struct RedisServer {
+    pub process: Option<Process>,
+    pub port: u16,
+}
+
+impl RedisServer {
+    /// Starts redis-server on a free port and waits until it accepts connections.
+    pub fn start() -> Self {
+        let mut this = Self { process: None, port: free_port() };
+        this.restart();
+        this
+    }
+
+    /// `redis://127.0.0.1:port`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL: an outage, not a shutdown).
+    pub fn kill(&mut self) {
+        self.process = None;
+    }
+
+    /// Starts it again on the same port (empty: no persistence).
+    pub fn restart(&mut self) {
+        let mut command = Command::new("redis-server");
+        command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        let process = Process::spawn("redis-server", command);
+        self.process = Some(process);
+        wait_for_port(format!("127.0.0.1:{}", self.port).parse().expect("addr"), Duration::from_secs(10));
+    }
+}
+
 /// `wasmtime serve` with the component and `config` variables.
 pub struct WasmtimeServe {
     pub process: Process,

@@ -11,4 +11,5 @@ mod host_hot_swap;
 mod host_instance_reuse;
 mod host_lifecycle;
 mod host_metrics_and_secrets;
+mod host_redis;
 mod host_reliability;

@@ -1,0 +1,260 @@
+//! Redis behind the keyvalue buckets, so replicas share one cache, one breaker, one quota and one
+//! single flight. Every operation has a short deadline; when Redis is down, slow or restarting, each
+//! bucket serves from its local in-memory twin (said once in the log, `stock_host_kv_fallback` = 1)
+//! and a prober brings it back to Redis on its own once Redis answers again.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use arc_swap::ArcSwapOption;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::task::JoinHandle;
+
+use super::{KvError, KvFuture, KvStore, MAX_VALUE_BYTES};
+use crate::metrics::Metrics;
+
+/// How often the prober checks Redis while the host is on its local store.
+pub const PROBE_EVERY: Duration = Duration::from_secs(1);
+
+/// Where Redis is and how to talk to it.
+#[derive(Clone)]
+pub struct RedisSettings {
+    /// `redis://host:port[/db]` or `rediss://...` (never logged: it may hold a password).
+    pub url: String,
+    /// From KV_PASSWORD_FILE; overrides one in the URL.
+    pub password: Option<String>,
+    /// Prefix of every key (KV_PREFIX), before the bucket's name.
+    pub prefix: String,
+    /// Deadline of one operation (KV_TIMEOUT).
+    pub timeout: Duration,
+    /// Expiry of cache-bucket entries (KV_CACHE_EXPIRY): longer than any build serves stale data.
+    pub cache_expiry: Duration,
+}
+
+/// The connection shared by both buckets, and whether it is usable.
+pub struct RedisLink {
+    client: redis::Client,
+    conn: ArcSwapOption<ConnectionManager>,
+    healthy: AtomicBool,
+    timeout: Duration,
+    metrics: Arc<Metrics>,
+    /// `host:port` only, for logs.
+    pub endpoint: String,
+}
+
+impl RedisLink {
+    /// Parses the settings; connects later ([`RedisLink::connect`]).
+    pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
+        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(|e| e.to_string())?;
+        let endpoint = info.addr().to_string();
+        if let Some(password) = &settings.password {
+            let redis_settings = info.redis_settings().clone().set_password(password.clone());
+            info = info.set_redis_settings(redis_settings);
+        }
+        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        metrics.kv_fallback.set(1);
+        Ok(Arc::new(Self {
+            client,
+            conn: ArcSwapOption::empty(),
+            healthy: AtomicBool::new(false),
+            timeout: settings.timeout,
+            metrics,
+            endpoint,
+        }))
+    }
+
+    /// Connects (or checks the connection) once; true when Redis answered.
+    pub async fn connect(&self) -> bool {
+        let conn = match self.conn.load_full() {
+            Some(conn) => (*conn).clone(),
+            None => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1);
+                match tokio::time::timeout(self.timeout * 4, self.client.get_connection_manager_with_config(config)).await {
+                    Ok(Ok(conn)) => {
+                        self.conn.store(Some(Arc::new(conn.clone())));
+                        conn
+                    }
+                    _ => return false,
+                }
+            }
+        };
+        let mut conn = conn;
+        let pong = tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
+        if matches!(pong, Ok(Ok(_))) {
+            if !self.healthy.swap(true, Ordering::SeqCst) {
+                tracing::info!(redis = %self.endpoint, "keyvalue: Redis answers; replicas share state again");
+                self.metrics.kv_fallback.set(0);
+            }
+            return true;
+        }
+        false
+    }
+
+    /// A connection when Redis is believed healthy; `None` while on the local store.
+    fn usable(&self) -> Option<ConnectionManager> {
+        if !self.healthy.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.conn.load_full().map(|c| (*c).clone())
+    }
+
+    /// Switches to the local store after `op` failed; logs once per outage.
+    fn degrade(&self, op: &str, why: &str) {
+        if self.healthy.swap(false, Ordering::SeqCst) {
+            tracing::warn!(redis = %self.endpoint, op, why, "keyvalue: Redis unreachable; serving from this replica's local store until it is back");
+            self.metrics.kv_fallback.set(1);
+        }
+    }
+
+    /// Whether operations currently go to Redis.
+    pub fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    async fn run<T: redis::FromRedisValue>(&self, op: &str, cmd: redis::Cmd) -> Option<Result<T, KvError>> {
+        let mut conn = self.usable()?;
+        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+            Ok(Ok(value)) => Some(Ok(value)),
+            // Redis answered with an error about the data (not a counter): the guest's problem, not an outage.
+            Ok(Err(error)) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
+                Some(Err(KvError::Other(error.to_string())))
+            }
+            Ok(Err(error)) => {
+                self.degrade(op, &error.to_string());
+                None
+            }
+            Err(_) => {
+                self.degrade(op, "timed out");
+                None
+            }
+        }
+    }
+}
+
+/// Keeps probing Redis while the host is on its local store; stops when dropped.
+pub struct RedisProber(JoinHandle<()>);
+
+impl RedisProber {
+    /// Connects now (bounded), then probes every [`PROBE_EVERY`] while unhealthy.
+    pub async fn start(link: Arc<RedisLink>) -> Self {
+        if !link.connect().await {
+            tracing::warn!(redis = %link.endpoint, "keyvalue: Redis does not answer at startup; serving from the local store until it does");
+        }
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PROBE_EVERY);
+            loop {
+                tick.tick().await;
+                if !link.is_healthy() {
+                    link.connect().await;
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for RedisProber {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// One bucket in Redis (keys `{prefix}{bucket}:{key}`), with its local twin for outages.
+pub struct RedisBucket {
+    link: Arc<RedisLink>,
+    prefix: String,
+    expiry: Option<Duration>,
+    local: Arc<dyn KvStore>,
+}
+
+impl RedisBucket {
+    /// The bucket `name` under `prefix`; entries expire after `expiry` when set.
+    pub fn new(link: Arc<RedisLink>, prefix: &str, name: &str, expiry: Option<Duration>, local: Arc<dyn KvStore>) -> Self {
+        Self { link, prefix: format!("{prefix}{name}:"), expiry, local }
+    }
+
+    fn key(&self, key: &str) -> String {
+        format!("{}{key}", self.prefix)
+    }
+}
+
+impl KvStore for RedisBucket {
+    fn get<'a>(&'a self, key: &'a str) -> KvFuture<'a, Option<Vec<u8>>> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("GET");
+            cmd.arg(self.key(key));
+            match self.link.run::<Option<Vec<u8>>>("get", cmd).await {
+                Some(result) => result,
+                None => self.local.get(key).await,
+            }
+        })
+    }
+
+    fn set<'a>(&'a self, key: &'a str, value: Vec<u8>) -> KvFuture<'a, ()> {
+        Box::pin(async move {
+            if value.len() > MAX_VALUE_BYTES {
+                return Err(KvError::Other(format!("value larger than {MAX_VALUE_BYTES} bytes")));
+            }
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(self.key(key)).arg(value.as_slice());
+            if let Some(expiry) = self.expiry {
+                cmd.arg("EX").arg(expiry.as_secs().max(1));
+            }
+            match self.link.run::<()>("set", cmd).await {
+                Some(result) => result,
+                None => self.local.set(key, value).await,
+            }
+        })
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> KvFuture<'a, ()> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("DEL");
+            cmd.arg(self.key(key));
+            match self.link.run::<()>("delete", cmd).await {
+                Some(result) => result,
+                None => self.local.delete(key).await,
+            }
+        })
+    }
+
+    fn increment<'a>(&'a self, key: &'a str, delta: u64) -> KvFuture<'a, u64> {
+        Box::pin(async move {
+            let mut cmd = redis::cmd("INCRBY");
+            cmd.arg(self.key(key)).arg(delta);
+            match self.link.run::<u64>("increment", cmd).await {
+                Some(result) => result,
+                None => self.local.increment(key, delta).await,
+            }
+        })
+    }
+
+    fn keys(&self) -> KvFuture<'_, Vec<String>> {
+        Box::pin(async move {
+            // SCAN, not KEYS: it never blocks a Redis shared with other services.
+            let (mut cursor, mut keys) = (0u64, Vec::new());
+            loop {
+                let mut cmd = redis::cmd("SCAN");
+                cmd.arg(cursor).arg("MATCH").arg(format!("{}*", self.prefix)).arg("COUNT").arg(500);
+                match self.link.run::<(u64, Vec<String>)>("list_keys", cmd).await {
+                    Some(Ok((next, batch))) => {
+                        keys.extend(batch.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned)));
+                        if next == 0 {
+                            return Ok(keys);
+                        }
+                        cursor = next;
+                    }
+                    Some(Err(error)) => return Err(error),
+                    None => return self.local.keys().await,
+                }
+            }
+        })
+    }
+
+    fn backend(&self) -> &'static str {
+        if self.link.is_healthy() { "redis" } else { "memory" }
+    }
+}
