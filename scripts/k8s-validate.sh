@@ -17,6 +17,13 @@
 #    ConfigMap size, securityContext, probes, env names the host knows, grace period, replicas, ...),
 #    then starts the real target/release/stock-host on loopback with each overlay's environment and asks
 #    /health and /ready.
+# 5. Renders with Redis (k8s/components/redis, in overlays/production-redis): the Redis Deployment, Service
+#    and NetworkPolicies (non-root, read-only root, no persistence, only keys with an expiry evicted, TCP
+#    probes, ingress only from stock-host), KV_URL naming the Service; the host with the overlay's KV_URL,
+#    which does not resolve here, must start and answer /health and /ready from its local store
+#    (stock_host_kv_fallback 1). With redis-server and redis-cli on PATH (make prereqs-debian), a real
+#    redis-server also runs with the Deployment's args, the host shares through it, rides out a kill on its
+#    local store (/ready stays 200) and returns to it after a restart; without them that part is skipped.
 # One line per check ("ok" or "FAIL"), a count at the end; exit status 1 on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -46,7 +53,7 @@ VENV=target/k8s-venv
 OUT=target/k8s
 COMPONENT_BUILD=target/wasm32-wasip2/release/stock_component.wasm
 HOST=target/release/stock-host
-OVERLAYS=(base overlays/dev overlays/production)
+OVERLAYS=(base overlays/dev overlays/production overlays/production-redis)
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_INPUT=1
 
 passed=0
@@ -202,7 +209,8 @@ while IFS= read -r line; do
     *) echo "$line" ;;
   esac
 done < <("$PY" - "$OUT/serve-help.txt" k8s/base/component.wasm "$HOST" "${renders[@]}" <<'EOF' || echo "FAIL checks: the checker itself crashed (see above)"
-import base64, hashlib, os, re, subprocess, sys, tempfile, threading, urllib.error, urllib.request
+import base64, contextlib, hashlib, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import urllib.error, urllib.parse, urllib.request
 import yaml
 
 help_file, component, host, renders = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
@@ -214,7 +222,10 @@ EXPECT = {  # per render: the replica count and whether an HPA owns it
     "base": {"replicas": 2, "hpa": True},
     "dev": {"replicas": 1, "hpa": False, "pull": "Never", "env": {"LOG_LEVEL"}},
     "production": {"replicas": 3, "hpa": True, "spread": True},
+    # production + k8s/components/redis: a stock-redis Deployment, Service and NetworkPolicy, and KV_URL.
+    "production-redis": {"replicas": 3, "hpa": True, "spread": True, "env": {"KV_URL"}, "redis": "stock-redis"},
 }
+REDIS_PORT = 6379
 # The copy made at the start of this run: what was rendered, and what the pods get.
 build_sha = hashlib.sha256(open(component, "rb").read()).hexdigest()
 
@@ -230,20 +241,242 @@ def seconds(text):
     return int(m.group(1)) * {"ms": 0.001, "s": 1, None: 1, "m": 60, "h": 3600}[m.group(2)]
 
 
+def kv_target(url):
+    """KV_URL's Redis as {scheme, host, port, db, password}, or None for `memory` (the default)."""
+    if url in (None, "memory"):
+        return None
+    u = urllib.parse.urlsplit(url)
+    if u.scheme not in ("redis", "rediss") or not u.hostname:
+        raise ValueError(f"KV_URL is neither `memory` nor redis://host:port[/db] / rediss://... (scheme {u.scheme!r})")
+    return {"scheme": u.scheme, "host": u.hostname, "port": u.port or REDIS_PORT, "db": u.path.strip("/") or "0",
+            "password": u.password is not None}
+
+
+def kv_shown(kv):
+    return f"{kv['scheme']}://{kv['host']}:{kv['port']}/{kv['db']}"
+
+
+def selects(match_labels, labels):
+    """Whether a non-empty matchLabels selector selects pods with these labels."""
+    return bool(match_labels) and all(labels.get(k) == v for k, v in match_labels.items())
+
+
+def option_map(args):
+    """redis-server's `--name value...` arguments as {name: value} (several values joined by spaces)."""
+    out, key = {}, None
+    for a in args:
+        if a.startswith("--"):
+            key = a[2:]
+            out[key] = None
+        elif key is not None:
+            out[key] = a if out[key] is None else f"{out[key]} {a}"
+    return out
+
+
+def redis_bytes(text):  # Redis units: 1k = 1000, 1kb = 1024, ...
+    m = re.fullmatch(r"(\d+)(k|kb|m|mb|g|gb)?", text.strip().lower())
+    if not m:
+        raise ValueError(f"not a Redis memory size: {text!r}")
+    return int(m.group(1)) * {None: 1, "k": 10**3, "kb": 2**10, "m": 10**6, "mb": 2**20, "g": 10**9, "gb": 2**30}[m.group(2)]
+
+
+def quantity_bytes(text):  # Kubernetes quantities: 128Mi, 1G, ...
+    m = re.fullmatch(r"(\d+)(Ki|Mi|Gi|Ti|k|M|G|T)?", str(text).strip())
+    if not m:
+        raise ValueError(f"not a memory quantity: {text!r}")
+    return int(m.group(1)) * {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2)]
+
+
+def redis_checks(name, by_kind, rdep, hdep, env, kv):
+    """The in-cluster Redis of k8s/components/redis, and how stock-host reaches it. Returns redis-server's args."""
+    rpod = rdep["spec"]["template"]["spec"]
+    rlabels = rdep["spec"]["template"]["metadata"].get("labels", {})
+    hlabels = hdep["spec"]["template"]["metadata"].get("labels", {})
+    rname = rdep["metadata"]["name"]
+    if kv is None:
+        say(False, name, "redis", f"the render has a {rname} Deployment but KV_URL is {env.get('KV_URL') or 'unset (memory)'}")
+        return None
+    redis_c = next((c for c in rpod.get("containers", []) if c["name"] == "redis"), None)
+    if redis_c is None:
+        say(False, name, "redis deployment", f"{rname} has no container named redis")
+        return None
+    cmd = list(redis_c.get("command") or []) + list(redis_c.get("args") or [])
+    if cmd[:1] != ["redis-server"]:
+        say(False, name, "redis deployment", f"{rname} runs {cmd[:1] or 'the image entrypoint'}, not redis-server directly")
+        return None
+    args = cmd[1:]
+    opts = option_map(args)
+    cport = {p.get("name"): p["containerPort"] for p in redis_c.get("ports", [])}
+    listen = int(opts.get("port") or REDIS_PORT)
+
+    # Deployment shape: one pod, replaced (never two empty Redises at once), the image, no API token.
+    problems = []
+    if rdep["spec"].get("replicas", 1) != 1:
+        problems.append(f"replicas {rdep['spec'].get('replicas')}: a second Redis would be a second, separate store")
+    if rdep["spec"].get("strategy", {}).get("type") != "Recreate":
+        problems.append("strategy is not Recreate (a surge pod would be a second, empty Redis)")
+    if not redis_c.get("image", "").startswith("redis:7"):
+        problems.append(f"image {redis_c.get('image')} is not redis:7*")
+    if rpod.get("automountServiceAccountToken") is not False:
+        problems.append("automountServiceAccountToken is not false")
+    if any(h["spec"]["scaleTargetRef"]["name"] == rname for h in by_kind.get("HorizontalPodAutoscaler", [])):
+        problems.append("an HPA scales it")
+    if listen not in cport.values():
+        problems.append(f"--port {listen} is not a container port ({cport})")
+    say(not problems, name, "redis deployment", "; ".join(problems) or
+        f"{rname}: {redis_c['image']}, 1 replica, Recreate, redis-server {' '.join(a if a else repr(a) for a in args)}")
+
+    # No persistence: no RDB, no AOF, the working directory an emptyDir, no PersistentVolumeClaim.
+    problems = []
+    vols = {v["name"]: v for v in rpod.get("volumes", [])}
+    mounts = {m["mountPath"]: m["name"] for m in redis_c.get("volumeMounts", [])}
+    if opts.get("save", "missing") not in ("", '""'):
+        problems.append(f"--save {opts.get('save', '(not set: Redis snapshots by default)')!r}, want \"\"")
+    if opts.get("appendonly", "no") != "no":
+        problems.append(f"--appendonly {opts['appendonly']}")
+    data_vol = vols.get(mounts.get(opts.get("dir") or "", ""))
+    if data_vol is None or "emptyDir" not in data_vol:
+        problems.append(f"--dir {opts.get('dir')} is not an emptyDir mount (the root filesystem is read-only)")
+    if any("persistentVolumeClaim" in v for v in vols.values()) or rdep.get("kind") == "StatefulSet":
+        problems.append("a PersistentVolumeClaim is mounted")
+    say(not problems, name, "redis persistence", "; ".join(problems) or
+        f"none: --save \"\", --appendonly no, --dir {opts['dir']} on an emptyDir"
+        + (f" (sizeLimit {data_vol['emptyDir']['sizeLimit']})" if data_vol["emptyDir"].get("sizeLimit") else ""))
+
+    # Memory: maxmemory below the container limit; only keys with an expiry (cache entries) may be evicted.
+    problems = []
+    res = redis_c.get("resources", {})
+    problems += [f"no {k}" for k in ("requests", "limits") if not res.get(k)]
+    policy = opts.get("maxmemory-policy") or "noeviction"
+    detail = ""
+    try:
+        limit = quantity_bytes(res.get("limits", {}).get("memory", "0"))
+        maxmem = redis_bytes(opts.get("maxmemory") or "0")
+        if not limit:
+            problems.append("no memory limit")
+        elif not maxmem or maxmem > 0.75 * limit:
+            problems.append(f"--maxmemory {opts.get('maxmemory')} leaves less than a quarter of the {res['limits']['memory']} limit (or is unset)")
+        else:
+            detail = f"--maxmemory {opts['maxmemory']} ({maxmem / limit:.0%} of the {res['limits']['memory']} limit)"
+    except ValueError as e:
+        problems.append(str(e))
+    if not (policy.startswith("volatile-") or policy == "noeviction"):
+        problems.append(f"--maxmemory-policy {policy} may evict state (breaker, tickets, the quota counter have no expiry)")
+    say(not problems, name, "redis memory", "; ".join(problems) or
+        f"{detail}, {policy}: only keys with an expiry (cache entries) are evicted, never state; requests {res['requests']}, limits {res['limits']}")
+
+    # securityContext: non-root (any uid but 0), read-only root, no privilege escalation, drop ALL, RuntimeDefault.
+    psc = rpod.get("securityContext", {})
+    problems = []
+    for c in rpod.get("containers", []) + rpod.get("initContainers", []):
+        sc = c.get("securityContext", {})
+        eff = lambda k: sc.get(k, psc.get(k))
+        want = {
+            "runAsNonRoot": eff("runAsNonRoot") is True,
+            "runAsUser not 0": isinstance(eff("runAsUser"), int) and eff("runAsUser") > 0,
+            "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+            "allowPrivilegeEscalation false": sc.get("allowPrivilegeEscalation") is False,
+            "capabilities drop ALL": "ALL" in sc.get("capabilities", {}).get("drop", []),
+            "seccompProfile RuntimeDefault": (eff("seccompProfile") or {}).get("type") == "RuntimeDefault",
+            "not privileged": not sc.get("privileged", False),
+        }
+        problems += [f"{c['name']}: {k}" for k, v in want.items() if not v]
+    sc = redis_c.get("securityContext", {})
+    say(not problems, name, "redis securityContext", ("missing " + ", ".join(problems)) if problems else
+        f"non-root {sc.get('runAsUser', psc.get('runAsUser'))}:{sc.get('runAsGroup', psc.get('runAsGroup'))}, read-only root, "
+        "no privilege escalation, drop ALL, RuntimeDefault")
+
+    # Probes: TCP on the Redis port (no process forked per probe).
+    problems = []
+    for probe in ("readinessProbe", "livenessProbe"):
+        p = redis_c.get(probe, {}).get("tcpSocket")
+        if p is None:
+            problems.append(f"no tcpSocket {probe}")
+        elif cport.get(p.get("port"), p.get("port")) != listen:
+            problems.append(f"{probe} port {p.get('port')} is not the Redis port {listen}")
+    live = redis_c.get("livenessProbe", {})
+    say(not problems, name, "redis probes", "; ".join(problems) or
+        f"readiness and liveness tcpSocket on {listen} (liveness restarts after {live.get('failureThreshold', 3) * live.get('periodSeconds', 10)} s)")
+
+    # Service: the KV_URL host is this render's Redis Service, on the Redis port, selecting only Redis pods.
+    problems = []
+    svc = next((s for s in by_kind.get("Service", []) if s["metadata"]["name"] == kv["host"]), None)
+    if svc is None:
+        problems.append(f"KV_URL names {kv['host']}, not a Service in this render")
+    else:
+        spec = svc["spec"]
+        if spec.get("type", "ClusterIP") != "ClusterIP":
+            problems.append(f"{kv['host']} is {spec['type']}, not ClusterIP")
+        port = next((p for p in spec.get("ports", []) if p["port"] == kv["port"]), None)
+        if port is None:
+            problems.append(f"{kv['host']} has no port {kv['port']}")
+        elif cport.get(port.get("targetPort"), port.get("targetPort", port["port"])) != listen:
+            problems.append(f"{kv['host']}:{kv['port']} targets {port.get('targetPort')}, not Redis's {listen}")
+        if not selects(spec.get("selector"), rlabels) or selects(spec.get("selector"), hlabels):
+            problems.append(f"{kv['host']}'s selector does not select exactly the Redis pods")
+    if kv["scheme"] != "redis":
+        problems.append(f"KV_URL is {kv['scheme']}:// but the in-cluster Redis has no TLS")
+    say(not problems, name, "redis service", "; ".join(problems) or
+        f"KV_URL={kv_shown(kv)} -> Service {kv['host']} (ClusterIP) -> {rname} port {listen}")
+
+    # NetworkPolicies: Redis accepts its port only from stock-host and connects nowhere; stock-host may
+    # reach it (only it) on that port.
+    problems = []
+    policies = [n for n in by_kind.get("NetworkPolicy", []) if selects(n["spec"].get("podSelector", {}).get("matchLabels"), rlabels)]
+    if not policies:
+        problems.append(f"no NetworkPolicy selects the {rname} pods")
+    for n in policies:
+        spec, pname = n["spec"], n["metadata"]["name"]
+        if not {"Ingress", "Egress"} <= set(spec.get("policyTypes", [])):
+            problems.append(f"{pname}: policyTypes {spec.get('policyTypes')}, want Ingress and Egress")
+        if spec.get("egress"):
+            problems.append(f"{pname}: allows egress (Redis needs none)")
+        for rule in spec.get("ingress", []):
+            ports = [p.get("port") for p in rule.get("ports", [])]
+            if not ports or any(cport.get(p, p) != listen for p in ports):
+                problems.append(f"{pname}: an ingress rule on ports {ports or 'all'}, want only {listen}")
+            peers = rule.get("from")
+            if not peers:
+                problems.append(f"{pname}: an ingress rule from anywhere")
+            for peer in peers or []:
+                sel = peer.get("podSelector", {})
+                if set(peer) != {"podSelector"} or sel.get("matchExpressions") or not selects(sel.get("matchLabels"), hlabels):
+                    problems.append(f"{pname}: ingress from {peer}, want only stock-host pods of this namespace")
+    host_np = next((n["spec"] for n in by_kind.get("NetworkPolicy", []) if n["metadata"]["name"] == "stock-host"), {})
+    to_redis = [r for r in host_np.get("egress", []) if any(p.get("port") == kv["port"] for p in r.get("ports", []))]
+    if not to_redis:
+        problems.append(f"stock-host's NetworkPolicy has no egress rule for {kv['port']}")
+    for rule in to_redis:
+        peers = rule.get("to")
+        if not peers or any(set(p) != {"podSelector"} or not selects(p["podSelector"].get("matchLabels"), rlabels) for p in peers):
+            problems.append(f"stock-host's egress on {kv['port']} goes to {peers or 'anywhere'}, want the {rname} pods only")
+    say(not problems, name, "redis networkpolicy", "; ".join(problems) or
+        f"{', '.join(n['metadata']['name'] for n in policies)}: ingress {listen} only from pods labelled "
+        + ", ".join(f"{k}={v}" for k, v in policies[0]["spec"]["ingress"][0]["from"][0]["podSelector"]["matchLabels"].items())
+        + f", no egress; stock-host: egress {kv['port']} only to the {rname} pods")
+    return args
+
+
 def run_checks(name, docs):
     exp = EXPECT.get(name, {})
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
-    deps = by_kind.get("Deployment", [])
-    if len(deps) != 1:
-        say(False, name, "deployment", f"expected one Deployment, found {len(deps)}")
-        return
-    dep = deps[0]
+    deps = {d["metadata"]["name"]: d for d in by_kind.get("Deployment", [])}
+    want_deps = {"stock-host"} | ({exp["redis"]} if exp.get("redis") else set())
+    if set(deps) != want_deps:
+        say(False, name, "deployment", f"expected {', '.join(sorted(want_deps))}, found {', '.join(sorted(deps)) or 'none'}")
+        return None
+    dep = deps["stock-host"]
     pod = dep["spec"]["template"]["spec"]
     containers = pod.get("containers", []) + pod.get("initContainers", [])
     main = next((c for c in pod["containers"] if c["name"] == "stock-host"), pod["containers"][0])
     env = {e["name"]: e.get("value") for e in main.get("env", [])}
+    try:
+        kv = kv_target(env.get("KV_URL"))
+    except ValueError as e:
+        say(False, name, "keyvalue", str(e))
+        return None
     mounts = {m["name"]: m for m in main.get("volumeMounts", [])}
     volumes = {v["name"]: v for v in pod.get("volumes", [])}
     configmaps = {c["metadata"]["name"]: c for c in by_kind.get("ConfigMap", [])}
@@ -344,6 +577,8 @@ def run_checks(name, docs):
     problems = [f"not in `stock-host serve --help`: {', '.join(unknown)}"] if unknown else []
     if inline:
         problems.append(f"secret values inline ({', '.join(inline)}): use APIKEY_FILE / ADMIN_TOKEN_FILE")
+    if kv and kv["password"]:
+        problems.append("KV_URL carries a password: use KV_PASSWORD_FILE (a Secret volume)")
     for must in ["COMPONENT", "APIKEY_FILE", "ADMIN_TOKEN_FILE", "LOG_FORMAT", "SHUTDOWN_DELAY", "DRAIN_TIMEOUT", "MAX_CONCURRENCY", "MAX_MEMORY_MIB"] + sorted(exp.get("env", [])):
         if must not in env:
             problems.append(f"{must} not set")
@@ -428,13 +663,15 @@ def run_checks(name, docs):
             problems.append(f"{svc_name}'s selector does not match the pods")
     say(not problems, name, "services", "; ".join(problems) or "stock-host 80 -> http, stock-host-admin 9090 -> admin, both ClusterIP")
 
-    # NetworkPolicy: 8080 namespace-wide, 9090 from monitoring pods only, egress DNS and 443.
+    # NetworkPolicy: 8080 namespace-wide, 9090 from monitoring pods only, egress DNS and 443 (and the Redis
+    # port when KV_URL names a Redis: the rule's peers are checked with the Redis below).
     problems = []
-    nps = by_kind.get("NetworkPolicy", [])
-    if not nps:
-        problems.append("no NetworkPolicy")
+    nps = {n["metadata"]["name"]: n for n in by_kind.get("NetworkPolicy", [])}
+    want_egress = sorted({53, 443} | ({kv["port"]} if kv else set()))
+    if "stock-host" not in nps:
+        problems.append("no NetworkPolicy stock-host")
     else:
-        np = nps[0]["spec"]
+        np = nps["stock-host"]["spec"]
         ingress_ports = {}
         for rule in np.get("ingress", []):
             for p in rule.get("ports", []):
@@ -445,12 +682,13 @@ def run_checks(name, docs):
         if not monitoring or any(not peer.get("podSelector", {}).get("matchLabels") for peer in monitoring):
             problems.append("9090 is not limited to labelled monitoring pods")
         egress_ports = sorted({p["port"] for rule in np.get("egress", []) for p in rule.get("ports", [])})
-        if egress_ports != [53, 443] or sorted(np.get("policyTypes", [])) != ["Egress", "Ingress"]:
-            problems.append(f"egress ports {egress_ports}, policy types {np.get('policyTypes')}")
+        if egress_ports != want_egress or sorted(np.get("policyTypes", [])) != ["Egress", "Ingress"]:
+            problems.append(f"egress ports {egress_ports} (want {want_egress}), policy types {np.get('policyTypes')}")
         if any(np["podSelector"]["matchLabels"].get(k) != v for k, v in sel.items()):
             problems.append("its podSelector does not match the pods")
     say(not problems, name, "networkpolicy", "; ".join(problems) or
-        "ingress 8080 from the namespace, 9090 from pods labelled " + ", ".join(f"{k}={v}" for k, v in monitoring[0]["podSelector"]["matchLabels"].items()) + "; egress 53, 443")
+        "ingress 8080 from the namespace, 9090 from pods labelled " + ", ".join(f"{k}={v}" for k, v in monitoring[0]["podSelector"]["matchLabels"].items())
+        + "; egress " + ", ".join(map(str, want_egress)))
 
     # Overlay specifics.
     if "pull" in exp:
@@ -458,7 +696,12 @@ def run_checks(name, docs):
     if exp.get("spread"):
         keys = [t["topologyKey"] for t in pod.get("topologySpreadConstraints", [])]
         say("kubernetes.io/hostname" in keys, name, "topology spread", f"over {', '.join(keys) or 'nothing'}")
-    return env
+    redis_args = None
+    if exp.get("redis"):
+        redis_args = redis_checks(name, by_kind, deps[exp["redis"]], dep, env, kv)
+    elif kv is not None:
+        say(False, name, "keyvalue", f"KV_URL names a Redis ({kv['host']}:{kv['port']}) but this render is not expected to have one")
+    return env, redis_args
 
 
 def smoke(name, env):

@@ -20,6 +20,21 @@ pub const DEFAULT_PORT: u16 = 8080;
 pub const DEFAULT_ADMIN_PORT: u16 = 9090;
 /// Where `cargo build --release --target wasm32-wasip2 -p stock-component` puts the component.
 pub const DEFAULT_COMPONENT: &str = "target/wasm32-wasip2/release/stock_component.wasm";
+/// Where the container image keeps it.
+pub const IMAGE_COMPONENT: &str = "/component/stock_component.wasm";
+
+/// The default COMPONENT: the working directory's build, else the build beside this binary
+/// (`target/release/stock-host` -> `target/wasm32-wasip2/release/...`), else the image's copy.
+pub fn default_component() -> PathBuf {
+    let beside_binary = std::env::current_exe()
+        .ok()
+        .and_then(|exe| exe.parent()?.parent().map(|target| target.join("wasm32-wasip2/release/stock_component.wasm")));
+    [Some(PathBuf::from(DEFAULT_COMPONENT)), beside_binary, Some(PathBuf::from(IMAGE_COMPONENT))]
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_COMPONENT))
+}
 /// Whole-request deadline: above the upstream timeout plus the single-flight grace (2 s).
 pub const DEFAULT_REQUEST_TIMEOUT: &str = "15s";
 /// Linear memory one component instance may use.
@@ -87,6 +102,103 @@ fn parse_kv_url(text: &str) -> Result<KvUrl, String> {
     if usable { Ok(KvUrl::Redis(text.to_owned())) } else { Err("must be `memory` or redis://host:port[/db] (rediss:// for TLS)".into()) }
 }
 
+/// A validated LOG_LEVEL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogLevel(String);
+
+impl LogLevel {
+    /// The tracing filter: a bare level applies to this service (host and component lines) only, so
+    /// `debug` does not mean cranelift's compiler internals.
+    pub fn filter(&self) -> tracing_subscriber::EnvFilter {
+        let directives = match self.0.as_str() {
+            level @ ("error" | "warn" | "info" | "debug" | "trace") if level != "info" => {
+                let others = if matches!(level, "error" | "warn") { level } else { "info" };
+                format!("{others},stock_host={level},component={level}")
+            }
+            other => other.to_owned(),
+        };
+        tracing_subscriber::EnvFilter::try_new(&directives).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    }
+}
+
+fn parse_log_level(text: &str) -> Result<LogLevel, String> {
+    let text = text.trim().to_ascii_lowercase();
+    tracing_subscriber::EnvFilter::builder()
+        .parse(&text)
+        .map(|_| LogLevel(text.clone()))
+        .map_err(|e| format!("{e}; use a level (error, warn, info, debug, trace) or directives like info,stock_host=debug"))
+}
+
+/// Why the command line did not yield a configuration: help or version was asked for, or a value is wrong.
+pub struct CliExit {
+    message: String,
+    success: bool,
+}
+
+impl CliExit {
+    /// Prints the message (help and version to stdout, a mistake as one line on stderr) and gives the exit code.
+    pub fn report(self) -> std::process::ExitCode {
+        if self.success {
+            print!("{}", self.message);
+            std::process::ExitCode::SUCCESS
+        } else {
+            eprintln!("{}", self.message);
+            std::process::ExitCode::from(2)
+        }
+    }
+}
+
+/// `stock-host --version`: the version, git commit, wasmtime version and the default component's digest.
+pub fn long_version() -> String {
+    let component = default_component();
+    let digest = std::fs::read(&component).map_or_else(|_| "not found".to_owned(), |b| crate::engine::short_version(&b));
+    format!(
+        "stock-host {}\ncommit {}\nwasmtime {}\ndefault component {} ({})\n",
+        env!("CARGO_PKG_VERSION"),
+        env!("STOCK_HOST_COMMIT"),
+        env!("STOCK_HOST_WASMTIME"),
+        component.display(),
+        digest
+    )
+}
+
+/// Parses the command line; a mistake becomes one line naming the environment variable (and flag)
+/// and what is accepted, instead of clap's usage block.
+pub fn parse_args<I, T>(args: I) -> Result<Cli, CliExit>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    let error = match Cli::try_parse_from(args) {
+        Ok(cli) => return Ok(cli),
+        Err(error) => error,
+    };
+    match error.kind() {
+        ErrorKind::DisplayVersion => return Err(CliExit { message: long_version(), success: true }),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            return Err(CliExit { message: error.render().to_string(), success: matches!(error.kind(), ErrorKind::DisplayHelp) });
+        }
+        _ => {}
+    }
+    let rendered = error.render().to_string();
+    let reason = rendered.lines().next().unwrap_or("invalid arguments").trim_start_matches("error: ").to_owned();
+    let flag = match error.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(arg)) => arg.split_whitespace().next().map(|f| f.trim_start_matches('-').to_owned()),
+        _ => None,
+    };
+    let env = flag.as_deref().and_then(|long| {
+        let command = <Cli as clap::CommandFactory>::command();
+        let serve = command.find_subcommand("serve")?.clone();
+        serve.get_arguments().find(|a| a.get_long() == Some(long)).and_then(|a| a.get_env().map(|e| e.to_string_lossy().into_owned()))
+    });
+    let message = match (env, flag) {
+        (Some(env), Some(flag)) => format!("stock-host: {env} (--{flag}): {reason}"),
+        _ => format!("stock-host: {reason}"),
+    };
+    Err(CliExit { message, success: false })
+}
+
 /// Log line format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -108,8 +220,9 @@ pub struct ServeConfig {
     /// Address both ports bind to.
     #[arg(long, env = "BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
     pub bind: IpAddr,
-    /// Path of the component (.wasm; .wat also accepted).
-    #[arg(long, env = "COMPONENT", default_value = DEFAULT_COMPONENT)]
+    /// Path of the component (.wasm; .wat also accepted); watched, a changed file is swapped in. By
+    /// default the release build next to this binary, or the image's /component/stock_component.wasm.
+    #[arg(long, env = "COMPONENT", default_value_os_t = default_component())]
     pub component: PathBuf,
     /// Alpha Vantage API key. Prefer APIKEY_FILE in clusters; never logged.
     #[arg(long, env = settings::APIKEY.env, hide_env_values = true, conflicts_with = "apikey_file")]
@@ -198,6 +311,10 @@ pub struct ServeConfig {
     /// After SIGTERM: how long to keep accepting with /ready answering 503 before draining.
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+    /// Log filter: a level (`info`, `debug`, ...: this service's own events at that level, everything
+    /// else at info) or a full tracing directive list (`info,wasmtime_wasi_http=trace`).
+    #[arg(long, env = "LOG_LEVEL", default_value = "info", value_parser = parse_log_level)]
+    pub log_level: LogLevel,
     /// Log format; defaults to text on a terminal and JSON otherwise.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,

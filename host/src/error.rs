@@ -73,8 +73,13 @@ impl HostError {
             Self::Trap(cause) | Self::Internal(cause) => cause.as_str(),
             _ => "",
         };
-        if status.is_server_error() {
-            tracing::warn!(req_id, status = status.as_u16(), problem = slug, cause, "request failed in the host");
+        match self {
+            // Expected while shutting down or starting: not an operator's concern.
+            Self::NotReady(_) => tracing::debug!(req_id, status = status.as_u16(), problem = slug, detail = %self, "not ready"),
+            _ if status.is_server_error() => {
+                tracing::warn!(req_id, status = status.as_u16(), problem = slug, cause, "request failed in the host")
+            }
+            _ => {}
         }
         let detail = self.to_string();
         let body = ProblemDoc { status: status.as_u16(), slug, title, detail: &detail, instance }.to_json();

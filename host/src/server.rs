@@ -295,7 +295,7 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
     let elapsed = started.elapsed();
     app.metrics.requests.with_label_values(&[route, &status.to_string()]).inc();
     app.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
-    tracing::info!(req_id, method = %method, route, status, cache, duration_ms = elapsed.as_secs_f64() * 1000.0, version = %component.version, "request");
+    tracing::info!(req_id, method = %method, route, status, cache, duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3, version = %component.version, "request");
     response
 }
 

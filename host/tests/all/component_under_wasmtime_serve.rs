@@ -154,3 +154,22 @@ fn reserved_paths_are_not_symbols() {
     assert_eq!(get(server.addr, "/docs").status, 404);
     assert_eq!(sim.calls(), 0, "no reserved path calls the upstream");
 }
+
+#[test]
+fn head_answers_cleanly_under_both_servers() {
+    // Under wasmtime serve every HEAD used to log `cannot write response: finish: HttpResponseBodySize`.
+    let sim = Sim::start();
+    let server = serve(&sim, &[]);
+    let host = Host::with_sim(&sim, "head-key", &[]);
+    for addr in [server.addr, host.addr] {
+        for path in ["/MSFT/7", "/openapi.json", "/NOSUCH/2"] {
+            let head = request(addr, "HEAD", path);
+            let get = get(addr, path);
+            assert_eq!(head.status, get.status, "{path}");
+            assert!(head.body.is_empty(), "{path}: HEAD has no body");
+        }
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!server.logs().contains("cannot write response"), "{}", server.logs());
+    assert!(!host.logs().contains("cannot write response"), "{}", host.logs());
+}

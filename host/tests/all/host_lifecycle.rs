@@ -129,3 +129,45 @@ fn a_component_that_does_not_fit_the_memory_cap_is_refused_at_startup() {
     let roomy = Host::with_sim(&sim, "memory-key", &[("MAX_MEMORY_MIB", "16")]);
     assert_eq!(get(roomy.addr, "/MSFT/7").status, 200, "16 MiB is enough for the component");
 }
+
+#[test]
+fn command_line_mistakes_are_one_line_naming_the_variable_and_the_accepted_form() {
+    for (variable, value, accepted) in
+        [("PORT", "abc", "invalid digit"), ("LOG_LEVEL", "nonsense===", "use a level"), ("CACHE_TTL", "5 minutes", "30s")]
+    {
+        let output = Command::new(env!("CARGO_BIN_EXE_stock-host")).arg("serve").env(variable, value).output().expect("run stock-host");
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{variable}={value}: one line, got:\n{stderr}");
+        assert!(stderr.contains(variable) && stderr.contains(accepted), "{variable}={value}: {stderr}");
+    }
+}
+
+#[test]
+fn a_file_that_is_not_a_component_is_named_as_such_once() {
+    let readme = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md");
+    let output = Command::new(env!("CARGO_BIN_EXE_stock-host"))
+        .args(["serve", "--port", "0", "--admin-port", "0", "--bind", "127.0.0.1"])
+        .env("COMPONENT", &readme)
+        .env("LOG_FORMAT", "json")
+        .env("APIKEY", "some-key")
+        .output()
+        .expect("run stock-host");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("not a WebAssembly component"), "{stderr}");
+    assert_eq!(stderr.lines().filter(|l| l.contains("not a WebAssembly component")).count(), 1, "printed once: {stderr}");
+}
+
+#[test]
+fn version_names_the_build_the_commit_wasmtime_and_the_default_component() {
+    let output = Command::new(env!("CARGO_BIN_EXE_stock-host")).arg("--version").output().expect("run stock-host");
+    assert!(output.status.success());
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(text.starts_with(&format!("stock-host {}", env!("CARGO_PKG_VERSION"))), "{text}");
+    for part in ["commit ", "wasmtime 48.", "default component "] {
+        assert!(text.contains(part), "{part} missing: {text}");
+    }
+    let digest = stock_host::engine::short_version(&std::fs::read(component_path()).expect("component"));
+    assert!(text.contains(&digest), "the default component (the release build beside the binary) is named by its digest: {text}");
+}

@@ -1,0 +1,24 @@
+//! Build facts for `stock-host --version`: the git commit and the wasmtime version actually locked.
+
+use std::process::Command;
+
+fn main() {
+    let commit = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_else(|| "unknown".into());
+    let lock = std::fs::read_to_string("../Cargo.lock").unwrap_or_default();
+    let wasmtime = lock
+        .split("[[package]]")
+        .find(|p| p.contains("\nname = \"wasmtime\"\n"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("version = \"").map(|v| v.trim_end_matches('"').to_owned())))
+        .unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=STOCK_HOST_COMMIT={commit}");
+    println!("cargo:rustc-env=STOCK_HOST_WASMTIME={wasmtime}");
+    println!("cargo:rerun-if-changed=../Cargo.lock");
+    println!("cargo:rerun-if-changed=../.git/HEAD");
+    println!("cargo:rerun-if-changed=../.git/refs/heads");
+}
