@@ -15,6 +15,7 @@ SIM               := target/release/alphavantage-sim
 PORT              ?= 8080
 ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
+BIND              ?= 0.0.0.0
 SCHEMATHESIS      := 4.32.5
 PY                := target/py/bin
 IMAGE             ?= stock-host:dev
@@ -23,8 +24,14 @@ SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: image hadolint k8s-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
 
-help: ## list targets
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | expand -t 18
+help: ## list targets and the variables they take
+	@echo "targets:"
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(ADMIN_PORT)|$(ADMIN_PORT)|g' -e 's|\$$(SIM_PORT)|$(SIM_PORT)|g' -e 's|\$$(BIND)|$(BIND)|g' -e 's|\$$(WASMTIME_VERSION)|$(WASMTIME_VERSION)|g' -e 's|\$$(SCHEMATHESIS)|$(SCHEMATHESIS)|g' -e 's|\$$(IMAGE)|$(IMAGE)|g' -e 's|\$$(HADOLINT)|$(HADOLINT)|g' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
+	@echo "variables (make VAR=value target):"
+	@printf '  %-24s %s\n' "PORT=$(PORT)" "traffic port for run and run-wasmtime" "ADMIN_PORT=$(ADMIN_PORT)" "admin port for run (/metrics, /admin/*)" \
+	  "BIND=$(BIND)" "address run and run-wasmtime listen on" "SIM_PORT=$(SIM_PORT)" "port of the local Alpha Vantage simulator" \
+	  "APIKEY, APIKEY_FILE" "a real Alpha Vantage key for run (without one, run uses the simulator)" "IMAGE=$(IMAGE)" "tag of the container image" \
+	  "BENCH_SECONDS" "seconds per bench scenario (10)" "SOAK_SECONDS" "length of the soak (300)" "FUZZ_SECONDS" "seconds per fuzz target (60)"
 
 prereqs: prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python ## install missing tools (idempotent)
 
@@ -61,19 +68,19 @@ build: component host ## build everything
 run: build ## serve on :$(PORT) (admin :$(ADMIN_PORT)); without APIKEY, against the local simulator
 	@if [ -n "$${APIKEY:-}$${APIKEY_FILE:-}" ]; then \
 	  echo "serving the real Alpha Vantage API on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT))"; \
-	  exec env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) COMPONENT=$(COMPONENT) $(HOST) serve; \
+	  exec env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) BIND=$(BIND) COMPONENT=$(COMPONENT) $(HOST) serve; \
 	else \
 	  echo "no APIKEY: starting alphavantage-sim on 127.0.0.1:$(SIM_PORT) (deterministic sample data, not market prices)"; \
 	  $(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \
 	  echo "serving on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT)); try: curl localhost:$(PORT)/MSFT/7"; \
-	  env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) COMPONENT=$(COMPONENT) APIKEY=sample-key \
+	  env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) BIND=$(BIND) COMPONENT=$(COMPONENT) APIKEY=sample-key \
 	    ALPHAVANTAGE_URL=http://127.0.0.1:$(SIM_PORT)/query $(HOST) serve; \
 	fi
 
 run-wasmtime: component prereqs-wasmtime host ## the same component under stock `wasmtime serve` (against the simulator)
 	@$(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \
 	  echo "wasmtime serve on http://localhost:$(PORT); try: curl localhost:$(PORT)/MSFT/7"; \
-	  wasmtime serve --addr 0.0.0.0:$(PORT) -S cli -S keyvalue -S config \
+	  wasmtime serve --addr $(BIND):$(PORT) -S cli -S keyvalue -S config \
 	    -S config-var=apikey=sample-key -S config-var=alphavantage_url=http://127.0.0.1:$(SIM_PORT)/query $(COMPONENT)
 
 lint: prereqs-rust ## rustfmt and clippy (warnings are errors), native and wasm32

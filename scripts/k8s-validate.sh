@@ -24,7 +24,8 @@
 #    (stock_host_kv_fallback 1). With redis-server and redis-cli on PATH (make prereqs-debian), a real
 #    redis-server also runs with the Deployment's args, the host shares through it, rides out a kill on its
 #    local store (/ready stays 200) and returns to it after a restart; without them that part is skipped.
-# One line per check ("ok" or "FAIL"), a count at the end; exit status 1 on any failure.
+# One line per check ("ok" or "FAIL"; "SKIP", not counted, for what needs a tool that is missing), a count at
+# the end; exit status 1 on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -209,7 +210,7 @@ while IFS= read -r line; do
     *) echo "$line" ;;
   esac
 done < <("$PY" - "$OUT/serve-help.txt" k8s/base/component.wasm "$HOST" "${renders[@]}" <<'EOF' || echo "FAIL checks: the checker itself crashed (see above)"
-import base64, contextlib, hashlib, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
+import base64, hashlib, os, re, shutil, signal, socket, subprocess, sys, tempfile, threading, time
 import urllib.error, urllib.parse, urllib.request
 import yaml
 
@@ -226,6 +227,7 @@ EXPECT = {  # per render: the replica count and whether an HPA owns it
     "production-redis": {"replicas": 3, "hpa": True, "spread": True, "env": {"KV_URL"}, "redis": "stock-redis"},
 }
 REDIS_PORT = 6379
+PLACEHOLDER = "placeholder-not-a-key"  # every secret file the smoke tests hand the host
 # The copy made at the start of this run: what was rendered, and what the pods get.
 build_sha = hashlib.sha256(open(component, "rb").read()).hexdigest()
 
@@ -337,7 +339,7 @@ def redis_checks(name, by_kind, rdep, hdep, env, kv):
     data_vol = vols.get(mounts.get(opts.get("dir") or "", ""))
     if data_vol is None or "emptyDir" not in data_vol:
         problems.append(f"--dir {opts.get('dir')} is not an emptyDir mount (the root filesystem is read-only)")
-    if any("persistentVolumeClaim" in v for v in vols.values()) or rdep.get("kind") == "StatefulSet":
+    if any("persistentVolumeClaim" in v for v in vols.values()):
         problems.append("a PersistentVolumeClaim is mounted")
     say(not problems, name, "redis persistence", "; ".join(problems) or
         f"none: --save \"\", --appendonly no, --dir {opts['dir']} on an emptyDir"
@@ -704,63 +706,246 @@ def run_checks(name, docs):
     return env, redis_args
 
 
-def smoke(name, env):
-    """Start the real host with this render's environment (paths and ports made local) and ask /health, /ready."""
-    with tempfile.TemporaryDirectory() as tmp:
-        for f in ("apikey", "token"):
-            with open(os.path.join(tmp, f), "w") as fh:
-                fh.write("placeholder-not-a-key")
+class Host:
+    """The real host with a render's environment, ports and paths made local (`overrides` on top)."""
+
+    def __init__(self, env, overrides=None):
+        self.tmp = tempfile.TemporaryDirectory()
+        files = {}
+        for var, fname in (("APIKEY_FILE", "apikey"), ("ADMIN_TOKEN_FILE", "token"), ("KV_PASSWORD_FILE", "kv-password")):
+            files[var] = os.path.join(self.tmp.name, fname)
+            with open(files[var], "w") as fh:
+                fh.write(PLACEHOLDER)
         run_env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **{k: v for k, v in env.items() if v is not None}}
         run_env.update(PORT="0", ADMIN_PORT="0", BIND="127.0.0.1", LOG_FORMAT="json", COMPONENT=component,
-                       APIKEY_FILE=os.path.join(tmp, "apikey"), ADMIN_TOKEN_FILE=os.path.join(tmp, "token"))
-        proc = subprocess.Popen([host, "serve"], env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True, errors="replace")
-        lines, found, listening = [], {}, threading.Event()
+                       APIKEY_FILE=files["APIKEY_FILE"], ADMIN_TOKEN_FILE=files["ADMIN_TOKEN_FILE"])
+        if "KV_PASSWORD_FILE" in env:
+            run_env["KV_PASSWORD_FILE"] = files["KV_PASSWORD_FILE"]
+        run_env.update(overrides or {})
+        self.proc = subprocess.Popen([host, "serve"], env=run_env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True, errors="replace")
+        self.lines, self.addr, self.admin, self.listening = [], None, None, threading.Event()
+        self.reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self.reader.start()
 
-        def read_stderr():  # drains stderr for the host's whole life, so it never blocks on a full pipe
-            for line in proc.stderr:
-                if len(lines) < 200:
-                    lines.append(line.strip())
-                m = re.search(r'"traffic":"([0-9.]+:[0-9]+)"', line)
-                if m and not listening.is_set():
-                    found["addr"] = m.group(1)
-                    listening.set()
-            listening.set()  # EOF: the host exited
+    def _read_stderr(self):  # drains stderr for the host's whole life, so it never blocks on a full pipe
+        for line in self.proc.stderr:
+            if len(self.lines) < 2000:
+                self.lines.append(line.strip())
+            m = re.search(r'"traffic":"([0-9.]+:[0-9]+)","admin":"([0-9.]+:[0-9]+)"', line)
+            if m and not self.listening.is_set():
+                self.addr, self.admin = m.group(1), m.group(2)
+                self.listening.set()
+        self.listening.set()  # EOF: the host exited
 
-        reader = threading.Thread(target=read_stderr, daemon=True)
-        reader.start()
+    def started(self):
+        """None once the host listens, else why not."""
+        self.listening.wait(timeout=20)
+        if self.addr is not None and self.proc.poll() is None:
+            return None
+        self.stop()
+        why = f"exited with status {self.proc.returncode}" if self.listening.is_set() else "no `listening on` within 20 s"
+        return f"{why}: " + " | ".join(l for l in self.lines[-4:] if l)[:400]
+
+    def get(self, path, admin=False):
         try:
-            listening.wait(timeout=20)
-            addr = found.get("addr")
-            if addr is None or proc.poll() is not None:
-                proc.kill()
-                reader.join(timeout=5)
-                why = f"exited with status {proc.wait(timeout=5)}" if listening.is_set() else "no `listening on` within 20 s"
-                say(False, name, "host starts", f"{why}: " + " | ".join(l for l in lines[-4:] if l)[:400])
+            with urllib.request.urlopen(f"http://{self.admin if admin else self.addr}{path}", timeout=5) as r:
+                return r.status, r.read().decode(errors="replace")
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode(errors="replace")
+        except OSError as e:
+            return str(e), ""
+
+    def fallback(self):
+        """stock_host_kv_fallback from /metrics, and keyvalue operations served by Redis so far."""
+        _, text = self.get("/metrics", admin=True)
+        m = re.search(r"^stock_host_kv_fallback (\S+)$", text, re.M)
+        ops = sum(float(v) for labels, v in re.findall(r"^stock_host_kv_operations_total\{([^}]*)\} (\S+)$", text, re.M)
+                  if 'backend="redis"' in labels)
+        return (int(float(m.group(1))) if m else None), int(ops)
+
+    def logged(self, text):
+        return any(text in line for line in list(self.lines))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.reader.join(timeout=5)
+        self.tmp.cleanup()
+
+
+def smoke(name, env):
+    """Start the real host with this render's environment and ask /health, /ready. With KV_URL naming the
+    cluster's Redis, which is unreachable here, the host must start anyway and serve from its local store."""
+    kv = kv_target(env.get("KV_URL"))
+    check = "host starts" if kv is None else "host starts (Redis unreachable)"
+    h = Host(env)
+    try:
+        why = h.started()
+        if why:
+            say(False, name, check, why)
+            return
+        answers = [(p, h.get(p)[0]) for p in ("/health", "/ready")]
+        good = all(status == 200 for _, status in answers)
+        detail = f"{host} serve with this environment: " + ", ".join(f"{p} {s}" for p, s in answers)
+        if kv is not None:
+            fallback, _ = h.fallback()
+            warned = h.logged("keyvalue: Redis does not answer at startup")
+            good = good and fallback == 1 and warned
+            detail += (f"; KV_URL={kv_shown(kv)} does not answer here: stock_host_kv_fallback {fallback}, "
+                       + ("logged" if warned else "did NOT log") + " `Redis does not answer at startup; serving from the local store`")
+        say(good, name, check, detail)
+    finally:
+        h.stop()
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """redis-server on loopback with the Deployment's args (port, dir and bind made local)."""
+
+    def __init__(self, server, cli, args, port, data, password=None):
+        self.cli, self.port, self.log = cli, port, os.path.join(data, "redis.log")
+        self.cli_env = {**os.environ, **({"REDISCLI_AUTH": password} if password else {})}
+        local, skip = [], False
+        for i, a in enumerate(args):
+            if skip:
+                skip = False
+            elif a in ("--port", "--dir", "--bind"):
+                skip = True
+            else:
+                local.append(a)
+        self.args = local + ["--port", str(port), "--dir", data, "--bind", "127.0.0.1"] + (["--requirepass", password] if password else [])
+        self.server = server
+
+    def start(self):
+        """None once it answers PING, else why not."""
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([self.server, *self.args], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        for _ in range(50):
+            if self.proc.poll() is not None:
+                return f"redis-server exited with status {self.proc.returncode}: " + " | ".join(open(self.log).read().splitlines()[-3:])[:400]
+            if self.cmd("PING") == "PONG":
+                return None
+            time.sleep(0.1)
+        return "redis-server does not answer PING within 5 s"
+
+    def cmd(self, *args):
+        r = subprocess.run([self.cli, "-p", str(self.port), "--raw", *args], env=self.cli_env, capture_output=True, text=True, timeout=5)
+        return r.stdout.removesuffix("\n") if r.returncode == 0 else None  # keeps an empty last value (`save ""`)
+
+    def config(self, key):
+        lines = (self.cmd("CONFIG", "GET", key) or "").split("\n")
+        return lines[1] if len(lines) > 1 else None
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def wait_for(predicate, seconds):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return predicate()
+
+
+def shared(name, env, redis_args):
+    """With redis-server and redis-cli on PATH: Redis runs with the Deployment's args, the host (this render's
+    environment, KV_URL pointed at it) shares state through it, rides out a kill on its local store and comes back."""
+    server, cli = shutil.which("redis-server"), shutil.which("redis-cli")
+    if not (server and cli):
+        print(f"SKIP {name}: redis-server: not on PATH (make prereqs-debian installs it): the Deployment's args and "
+              "sharing through a real Redis are not checked", flush=True)
+        return
+    if redis_args is None:
+        say(False, name, "redis-server", "no redis-server args to run (see the redis checks above)")
+        return
+    kv = kv_target(env["KV_URL"])
+    password = PLACEHOLDER if "KV_PASSWORD_FILE" in env else None
+    with tempfile.TemporaryDirectory() as data:
+        redis = RedisServer(server, cli, redis_args, free_port(), data, password)
+        why = redis.start()
+        h = None
+        try:
+            # 1. The Deployment's args on a real redis-server: it starts, and its settings are what they say.
+            if why:
+                say(False, name, "redis-server", f"with the Deployment's args: {why}")
                 return
-            answers = []
-            for path in ("/health", "/ready"):
-                try:
-                    with urllib.request.urlopen(f"http://{addr}{path}", timeout=5) as r:
-                        answers.append((path, r.status))
-                except urllib.error.HTTPError as e:
-                    answers.append((path, e.code))
-                except OSError as e:
-                    answers.append((path, str(e)))
-            good = all(status == 200 for _, status in answers)
-            say(good, name, "host starts", f"{host} serve with this environment: " + ", ".join(f"{p} {s}" for p, s in answers))
+            opts = option_map(redis_args)
+            got = {k: redis.config(k) for k in ("save", "appendonly", "maxmemory", "maxmemory-policy")}
+            want = {"save": "", "appendonly": opts.get("appendonly", "no"), "maxmemory": str(redis_bytes(opts.get("maxmemory") or "0")),
+                    "maxmemory-policy": opts.get("maxmemory-policy", "noeviction")}
+            version = re.search(r"redis_version:(\S+)", redis.cmd("INFO", "server") or "")
+            version = version.group(1) if version else "?"
+            say(got == want, name, "redis-server", f"redis-server {version} runs with the Deployment's args (port, dir, bind made local): "
+                + ", ".join(f"{k} {got[k]!r}" + ("" if got[k] == want[k] else f" (want {want[k]!r})") for k in got))
+            if got != want:
+                return
+
+            # 2. The host with this render's environment, KV_URL pointed at it, shares through it: state written
+            #    by a request lands in Redis under KV_PREFIX, with no expiry.
+            upstream = f"http://127.0.0.1:{free_port()}/query"  # refuses connections: the request fails, and counts
+            local_url = f"redis://127.0.0.1:{redis.port}/{kv['db']}"
+            h = Host(env, {"KV_URL": local_url, "ALPHAVANTAGE_URL": upstream})
+            why = h.started()
+            if why:
+                say(False, name, "host shares through Redis", why)
+                h = None
+                return
+            ready = h.get("/ready")[0]
+            priced = h.get("/MSFT/7")[0]
+            fallback, ops = h.fallback()
+            prefix = env.get("KV_PREFIX", "stock:")
+            keys = sorted(k for k in (redis.cmd("--scan", "--pattern", f"{prefix}*") or "").split("\n") if k)
+            ttls = {k: redis.cmd("TTL", k) for k in keys if k.startswith(f"{prefix}state:")}
+            quota = [k for k in ttls if k.startswith(f"{prefix}state:quota/")]
+            good = ready == 200 and fallback == 0 and ops > 0 and quota and all(t == "-1" for t in ttls.values())
+            say(good, name, "host shares through Redis",
+                f"KV_URL={local_url}: /ready {ready}, stock_host_kv_fallback {fallback}, {ops} keyvalue operations with backend=\"redis\"; "
+                f"GET /MSFT/7 (upstream refusing) {priced} left {len(keys)} keys under {prefix}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}; "
+                f"state keys without expiry: {sum(t == '-1' for t in ttls.values())}/{len(ttls)}")
+
+            # 3. Redis killed: the host serves from its local store, /ready stays 200; restarted: it shares again.
+            redis.kill()
+            during = h.get("/circuit-breaker")[0]
+            ready_during = h.get("/ready")[0]
+            fell_back = wait_for(lambda: h.fallback()[0] == 1, 3)
+            down_logged = h.logged("keyvalue: Redis unreachable; serving from this replica's local store until it is back")
+            why = redis.start()
+            t0 = time.monotonic()
+            back = why is None and wait_for(lambda: h.fallback()[0] == 0, 8)
+            back_s = time.monotonic() - t0
+            back_logged = h.logged("keyvalue: Redis answers; replicas share state again")
+            good = during == 200 and ready_during == 200 and fell_back and down_logged and back and back_logged
+            say(good, name, "Redis outage", f"redis-server killed: GET /circuit-breaker {during}, /ready {ready_during}, stock_host_kv_fallback "
+                f"{1 if fell_back else 'not 1'}, " + ("logged" if down_logged else "did NOT log") + " `Redis unreachable`; restarted: "
+                + (f"sharing again after {back_s:.1f} s (stock_host_kv_fallback 0, " + ("logged" if back_logged else "did NOT log") + " `Redis answers`)"
+                   if back else f"not back within 8 s{': ' + why if why else ''}"))
         finally:
-            proc.kill()
-            proc.wait(timeout=10)
-            reader.join(timeout=5)
+            if h is not None:
+                h.stop()
+            if redis.proc.poll() is None:
+                redis.kill()
 
 
 for entry in renders:
     name, path = entry.split("=", 1)
     docs = [d for d in yaml.safe_load_all(open(path)) if d]
-    env = run_checks(name, docs)
-    if env is not None:
+    result = run_checks(name, docs)
+    if result is not None:
+        env, redis_args = result
         smoke(name, env)
+        if kv_target(env.get("KV_URL")) is not None:
+            shared(name, env, redis_args)
 EOF
 )
 

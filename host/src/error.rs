@@ -97,3 +97,32 @@ impl HostError {
         response
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_host_problem_is_in_the_one_list() {
+        for error in [
+            HostError::Trap("x".into()),
+            HostError::Deadline(1),
+            HostError::Overloaded,
+            HostError::NotReady("x".into()),
+            HostError::NotAPath,
+            HostError::AdminDisabled,
+            HostError::Unauthorized,
+            HostError::TooLarge(1),
+            HostError::BuildRejected("x".into()),
+            HostError::Conflict("x".into()),
+            HostError::NotFound,
+            HostError::Internal("x".into()),
+        ] {
+            let (status, slug, _, _) = error.parts();
+            assert!(
+                stock_shared::problem::is_known(slug, status.as_u16(), stock_shared::problem::Owner::Host),
+                "{slug} is not in problem::TYPES"
+            );
+        }
+    }
+}

@@ -190,6 +190,10 @@ mod tests {
         ] {
             let problem = error.problem();
             assert_eq!((problem.status, problem.slug, problem.retry_after_secs), (status, slug, retry), "{error:?}");
+            assert!(
+                stock_shared::problem::is_known(slug, status, stock_shared::problem::Owner::Component),
+                "{slug} is not in problem::TYPES"
+            );
         }
     }
 

@@ -235,6 +235,11 @@ pub struct Process {
 }
 
 impl Process {
+    /// Starts `command`, collecting its output under `name`.
+    pub fn spawn_named(name: &str, command: Command) -> Self {
+        Self::spawn(name, command)
+    }
+
     fn spawn(name: &str, mut command: Command) -> Self {
         command.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name} ({command:?}): {e}"));

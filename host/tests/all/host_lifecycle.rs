@@ -171,3 +171,27 @@ fn version_names_the_build_the_commit_wasmtime_and_the_default_component() {
     let digest = stock_host::engine::short_version(&std::fs::read(component_path()).expect("component"));
     assert!(text.contains(&digest), "the default component (the release build beside the binary) is named by its digest: {text}");
 }
+
+#[test]
+fn ctrl_c_on_make_run_stops_everything_without_an_error_line() {
+    // See issue 14: the cleanup trap failed when the signal had already ended the simulator, and
+    // `bash -e` turned that into `make: *** [run] Error 1`. `-o build`: the test binaries are fresh.
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let (port, admin, sim) = (free_port(), free_port(), free_port());
+    let mut make = Command::new("setsid");
+    make.args(["make", "--no-print-directory", "-o", "build", "-C"]).arg(&repo).arg("run");
+    make.args([format!("PORT={port}"), format!("ADMIN_PORT={admin}"), format!("SIM_PORT={sim}"), "BIND=127.0.0.1".into()]);
+    make.env_remove("APIKEY").env_remove("APIKEY_FILE").env("LOG_FORMAT", "json");
+    let mut make = Process::spawn_named("make run", make);
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for_port(addr, Duration::from_secs(60));
+    assert_eq!(get(addr, "/MSFT/2").status, 200, "make run serves the simulator's data");
+    let group = make.child.id().to_string();
+    let status = Command::new("kill").args(["-INT", "--", &format!("-{group}")]).status().expect("kill");
+    assert!(status.success());
+    make.wait_exit(Duration::from_secs(30));
+    let output = make.output();
+    assert!(!output.contains("Error 1") && !output.contains("*** [Makefile"), "make reported an error:\n{output}");
+    assert!(output.contains("drained; exiting"), "the host shut down cleanly:\n{output}");
+    assert!(try_request(addr, "GET", "/health", Duration::from_secs(1)).is_err(), "nothing listens any more");
+}
