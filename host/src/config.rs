@@ -227,7 +227,8 @@ pub struct ServeConfig {
     /// Alpha Vantage API key. Prefer APIKEY_FILE in clusters; never logged.
     #[arg(long, env = settings::APIKEY.env, hide_env_values = true, conflicts_with = "apikey_file")]
     pub apikey: Option<String>,
-    /// File holding the API key (e.g. a mounted Kubernetes Secret); re-read when it changes.
+    /// File holding the API key (e.g. a mounted Kubernetes Secret); re-read every second, a changed key
+    /// applies to new requests without a restart.
     #[arg(long, env = "APIKEY_FILE")]
     pub apikey_file: Option<PathBuf>,
     /// Bearer token for admin writes (PUT /admin/component, POST /admin/rollback); never logged.

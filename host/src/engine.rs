@@ -129,8 +129,11 @@ pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8], 
     }
     let digest = digest(bytes);
     let version = digest[..12].to_owned();
-    let component = Component::new(engine, bytes)
-        .map_err(|e| LoadError::new(LoadStep::Compile, format!("{e:#} (if memory is mentioned, the build does not fit MAX_MEMORY_MIB)")))?;
+    let component = Component::new(engine, bytes).map_err(|e| {
+        let message = decimal_numbers(&format!("{e:#}"));
+        let hint = if message.contains("memory") { " (raise MAX_MEMORY_MIB: the build needs more memory per instance)" } else { "" };
+        LoadError::new(LoadStep::Compile, format!("{message}{hint}"))
+    })?;
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::new(LoadStep::Link, format!("it imports something this host does not provide: {e:#}")))?;
@@ -139,6 +142,23 @@ pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8], 
     let status = StatusIndices::new(&pre)
         .map_err(|e| LoadError::new(LoadStep::Exports, format!("it does not export stock:service/status: {e:#}")))?;
     Ok(LoadedComponent { pre, proxy, status, version, digest, pool: InstancePool::new(reuse) })
+}
+
+/// `text` with wasmtime's hexadecimal sizes (`0x100000`) written in decimal, so one message uses one format.
+fn decimal_numbers(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("0x") {
+        out.push_str(&rest[..at]);
+        let digits: String = rest[at + 2..].chars().take_while(char::is_ascii_hexdigit).collect();
+        match u64::from_str_radix(&digits, 16) {
+            Ok(value) if !digits.is_empty() => out.push_str(&value.to_string()),
+            _ => out.push_str(&rest[at..at + 2 + digits.len()]),
+        }
+        rest = &rest[at + 2 + digits.len()..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// The WebAssembly text format (`.wat`), accepted for tests and experiments.
@@ -200,6 +220,18 @@ impl Drop for EpochTicker {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hexadecimal_sizes_are_written_in_decimal() {
+        for (input, want) in [
+            ("size of 1179648 which exceeds the limit of 0x100000 bytes", "size of 1179648 which exceeds the limit of 1048576 bytes"),
+            ("0x10 and 0xff", "16 and 255"),
+            ("no numbers", "no numbers"),
+            ("a bare 0x here", "a bare 0x here"),
+        ] {
+            assert_eq!(decimal_numbers(input), want);
+        }
+    }
 
     #[test]
     fn versions_are_sha256_prefixes() {

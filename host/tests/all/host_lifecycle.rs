@@ -125,6 +125,7 @@ fn a_component_that_does_not_fit_the_memory_cap_is_refused_at_startup() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("MAX_MEMORY_MIB"), "{stderr}");
+    assert!(!stderr.contains("0x"), "sizes in one (decimal) format: {stderr}");
     let sim = Sim::start();
     let roomy = Host::with_sim(&sim, "memory-key", &[("MAX_MEMORY_MIB", "16")]);
     assert_eq!(get(roomy.addr, "/MSFT/7").status, 200, "16 MiB is enough for the component");
