@@ -17,6 +17,7 @@ ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
 BIND              ?= 0.0.0.0
 SCHEMATHESIS      := 4.32.5
+SPEC_VALIDATOR    := 0.9.0
 PY                := target/py/bin
 IMAGE             ?= stock-host:dev
 HADOLINT          := 2.15.1
@@ -26,7 +27,7 @@ SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 help: ## list targets and the variables they take
 	@echo "targets:"
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(ADMIN_PORT)|$(ADMIN_PORT)|g' -e 's|\$$(SIM_PORT)|$(SIM_PORT)|g' -e 's|\$$(BIND)|$(BIND)|g' -e 's|\$$(WASMTIME_VERSION)|$(WASMTIME_VERSION)|g' -e 's|\$$(SCHEMATHESIS)|$(SCHEMATHESIS)|g' -e 's|\$$(IMAGE)|$(IMAGE)|g' -e 's|\$$(HADOLINT)|$(HADOLINT)|g' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(ADMIN_PORT)|$(ADMIN_PORT)|g' -e 's|\$$(SIM_PORT)|$(SIM_PORT)|g' -e 's|\$$(BIND)|$(BIND)|g' -e 's|\$$(WASMTIME_VERSION)|$(WASMTIME_VERSION)|g' -e 's|\$$(SCHEMATHESIS)|$(SCHEMATHESIS)|g' -e 's|\$$(SPEC_VALIDATOR)|$(SPEC_VALIDATOR)|g' -e 's|\$$(IMAGE)|$(IMAGE)|g' -e 's|\$$(HADOLINT)|$(HADOLINT)|g' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
 	@echo "variables (make VAR=value target):"
 	@printf '  %-24s %s\n' "PORT=$(PORT)" "traffic port for run and run-wasmtime" "ADMIN_PORT=$(ADMIN_PORT)" "admin port for run (/metrics, /admin/*)" \
 	  "BIND=$(BIND)" "address run and run-wasmtime listen on" "SIM_PORT=$(SIM_PORT)" "port of the local Alpha Vantage simulator" \
@@ -49,8 +50,9 @@ prereqs-debian: ## promtool (Debian package prometheus) and redis-server (the sh
 	@missing=""; command -v promtool >/dev/null || missing="$$missing prometheus"; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	  [ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
-prereqs-python: ## schemathesis $(SCHEMATHESIS) in target/py (for the API contract test)
+prereqs-python: ## schemathesis $(SCHEMATHESIS) and openapi-spec-validator $(SPEC_VALIDATOR) in target/py (API contract tests)
 	@$(PY)/st --version 2>/dev/null | grep -q "$(SCHEMATHESIS)" || { python3 -m venv target/py && $(PY)/pip install -q "schemathesis==$(SCHEMATHESIS)"; }
+	@$(PY)/pip show openapi-spec-validator 2>/dev/null | grep -q "^Version: $(SPEC_VALIDATOR)$$" || $(PY)/pip install -q "openapi-spec-validator==$(SPEC_VALIDATOR)"
 
 component: prereqs-rust ## build the component (release)
 	cargo build --release --target wasm32-wasip2 -p stock-component

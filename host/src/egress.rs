@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::Metrics;
+use crate::trace::TraceContext;
 
 /// What the component may call and how long it may wait.
 #[derive(Clone)]
@@ -17,6 +18,8 @@ pub struct EgressPolicy {
     pub timeout: Duration,
     /// Where calls are counted.
     pub metrics: Arc<Metrics>,
+    /// The trace of the request this instance serves now; each upstream call becomes a child span.
+    pub trace: Option<TraceContext>,
 }
 
 type SendFuture =
@@ -85,6 +88,12 @@ impl WasiHttpHooks for EgressPolicy {
             tracing::warn!(authority = authority.as_deref().unwrap_or("<none>"), allowed = %self.allowed_authority, "outgoing request refused");
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }
+        let mut request = request;
+        if let Some(trace) = &self.trace
+            && let Ok(value) = http::HeaderValue::from_str(&trace.child_header())
+        {
+            request.headers_mut().insert(crate::trace::TRACEPARENT, value);
+        }
         let options = self.capped(options);
         let metrics = self.metrics.clone();
         Box::new(async move {
@@ -139,6 +148,7 @@ mod tests {
             allowed_authority: "h:80".into(),
             timeout: Duration::from_secs(10),
             metrics: Arc::new(Metrics::new().expect("metrics")),
+            trace: None,
         };
         let capped = policy.capped(Some(RequestOptions {
             connect_timeout: Some(Duration::from_secs(60)),
@@ -153,8 +163,12 @@ mod tests {
     #[test]
     fn refused_requests_are_counted_and_never_sent() {
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let mut policy =
-            EgressPolicy { allowed_authority: "www.alphavantage.co:443".into(), timeout: Duration::from_secs(1), metrics: metrics.clone() };
+        let mut policy = EgressPolicy {
+            allowed_authority: "www.alphavantage.co:443".into(),
+            timeout: Duration::from_secs(1),
+            metrics: metrics.clone(),
+            trace: None,
+        };
         let future = policy.send_request(request("https://evil.example/steal"), None, Box::new(std::future::ready(Ok(()))));
         let result = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(Box::into_pin(future));
         assert!(matches!(result, Err(HttpError::HttpRequestDenied)));

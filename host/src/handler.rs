@@ -23,6 +23,7 @@ use crate::pool::Instance;
 use crate::slots::{Slot, Slots};
 use crate::state::RequestState;
 use crate::status::{BreakerStatus, ConfigProblem, QuotaStatus};
+use crate::trace::TraceContext;
 
 /// Slack after the deadline before the caller stops waiting for the task.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -41,6 +42,7 @@ where
     B::Error: Into<wasmtime_wasi_http::Error>,
 {
     let permit = acquire_slot(app, request.uri().path()).await?;
+    let trace = request.extensions().get::<TraceContext>().cloned();
     let (sender, receiver) = oneshot::channel();
     let task = tokio::spawn({
         let app = app.clone();
@@ -50,6 +52,7 @@ where
             // The deadline starts with the slot, so time spent queueing never kills a call mid-way (a
             // leader killed mid-call would leave its single-flight ticket behind and record no failure).
             let mut instance = checkout(&app, &component).await?;
+            instance.store.data_mut().set_trace(trace);
             let result = serve(&app, &mut instance, request, sender).await;
             emit_stderr(&app, &instance.store.data_mut().take_stderr());
             match result {

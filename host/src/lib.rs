@@ -21,6 +21,7 @@ pub mod slots;
 pub mod state;
 pub mod status;
 pub mod swap;
+pub mod trace;
 pub mod watch;
 
 use std::sync::Arc;
@@ -160,7 +161,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (kv, _redis_prober) = keyvalue_buckets(&config, &metrics).await?;
 
     let app = Arc::new(App {
-        egress: EgressPolicy { allowed_authority: config.upstream_authority(), timeout: config.upstream_timeout, metrics: metrics.clone() },
+        egress: EgressPolicy {
+            allowed_authority: config.upstream_authority(),
+            timeout: config.upstream_timeout,
+            metrics: metrics.clone(),
+            trace: None,
+        },
         engine,
         swaps: Swaps::new(linker, &component),
         component: ArcSwap::new(component),

@@ -26,6 +26,7 @@ use crate::error::HostError;
 use crate::handler::call_component;
 use crate::metrics::Metrics;
 use crate::status::{BreakerStatus, gauge_value, transitions};
+use crate::trace::{TRACEPARENT, TraceContext};
 
 /// Header naming the running component build.
 pub const COMPONENT_VERSION_HEADER: &str = "x-component-version";
@@ -250,13 +251,15 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
         request.headers_mut().insert(header::HOST, HeaderValue::from_static("localhost"));
     }
     let target_is_path = request.uri().path().starts_with('/');
+    let trace = TraceContext::from_header(request.headers().get(TRACEPARENT)).unwrap_or_else(TraceContext::root);
+    request.extensions_mut().insert(trace.clone());
     let req_id = app.request_id(request.headers().get(REQUEST_ID_HEADER));
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let route = route_template(&path);
     // The build chosen now is the one that answers, whatever is swapped in meanwhile.
     let component = app.component();
-    let span = tracing::info_span!("request", req_id = %req_id, route, version = %component.version);
+    let span = tracing::info_span!("request", req_id = %req_id, route, version = %component.version, trace_id = %trace.trace_id);
     let host_owned = matches!(method, Method::GET | Method::HEAD) && matches!(route, "/health" | "/ready");
     let mut response = async {
         if !target_is_path {
@@ -295,7 +298,17 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
     let elapsed = started.elapsed();
     app.metrics.requests.with_label_values(&[route, &status.to_string()]).inc();
     app.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
-    tracing::info!(req_id, method = %method, route, status, cache, duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3, version = %component.version, "request");
+    tracing::info!(
+        req_id,
+        method = %method,
+        route,
+        status,
+        cache,
+        duration_ms = (elapsed.as_secs_f64() * 1e6).round() / 1e3,
+        version = %component.version,
+        trace_id = %trace.trace_id,
+        "request"
+    );
     response
 }
 

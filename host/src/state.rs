@@ -55,6 +55,11 @@ impl RequestState {
         self.config = config;
     }
 
+    /// The trace the next request belongs to; its upstream calls become child spans.
+    pub fn set_trace(&mut self, trace: Option<crate::trace::TraceContext>) {
+        self.egress.trace = trace;
+    }
+
     /// What the component wrote to stderr since the last call.
     pub fn take_stderr(&mut self) -> bytes::Bytes {
         let all = self.stderr.contents();

@@ -121,7 +121,7 @@ mod tests {
         let body: serde_json::Value = serde_json::from_str(&bad.body).expect("JSON");
         assert_eq!(body["modes"].as_array().map(Vec::len), Some(FaultMode::ALL.len()));
 
-        state.record_call(Some("msft")).await;
+        state.record_call(Some("msft"), None).await;
         let stats = get_stats(&state).await;
         assert_eq!(stats.body, r#"{"calls":1,"by_symbol":{"MSFT":1},"fault":"none","latency_ms":200}"#);
         let reset = post_reset(&state).await;

@@ -93,6 +93,7 @@ pub async fn handle<B>(state: Arc<SimState>, reset: Arc<AtomicBool>, request: Re
     let uri = request.uri();
     let target = redacted_target(uri.path(), uri.query());
     let params = Params::parse(uri.query().unwrap_or_default());
+    let traceparent = request.headers().get("traceparent").and_then(|v| v.to_str().ok()).map(str::to_owned);
 
     let Some(endpoint) = Endpoint::from_path(uri.path()) else {
         info!(%method, %target, status = 404, "request");
@@ -106,7 +107,7 @@ pub async fn handle<B>(state: Arc<SimState>, reset: Arc<AtomicBool>, request: Re
     }
 
     let reply = match endpoint {
-        Endpoint::Query => return query(&state, &reset, &method, &target, &params).await,
+        Endpoint::Query => return query(&state, &reset, &method, &target, &params, traceparent.as_deref()).await,
         Endpoint::Fault => control::put_fault(&state, &params).await,
         Endpoint::Stats => control::get_stats(&state).await,
         Endpoint::Reset => control::post_reset(&state).await,
@@ -122,9 +123,10 @@ async fn query(
     method: &Method,
     target: &str,
     params: &Params,
+    traceparent: Option<&str>,
 ) -> Result<Response<Full<Bytes>>, Abort> {
     // The lock is taken and released inside `record_call`; nothing is held across the sleeps below.
-    let plan = state.record_call(params.get("symbol")).await;
+    let plan = state.record_call(params.get("symbol"), traceparent).await;
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;
     }

@@ -47,6 +47,9 @@ pub struct Stats {
     pub fault: &'static str,
     /// Latency applied before every `/query` answer, in milliseconds.
     pub latency_ms: u64,
+    /// The W3C `traceparent` header of the last `/query` call that had one (tracing tests).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_traceparent: Option<String>,
 }
 
 /// A temporary fault: how many calls it still applies to, and the latency to restore afterwards.
@@ -63,13 +66,17 @@ struct Inner {
     countdown: Option<Countdown>,
     calls: u64,
     by_symbol: BTreeMap<String, u64>,
+    last_traceparent: Option<String>,
 }
 
 // === impl Inner ===
 
 impl Inner {
-    fn record_call(&mut self, symbol: Option<&str>) -> Plan {
+    fn record_call(&mut self, symbol: Option<&str>, traceparent: Option<&str>) -> Plan {
         self.calls += 1;
+        if let Some(traceparent) = traceparent {
+            self.last_traceparent = Some(traceparent.chars().take(128).collect());
+        }
         if let Some(symbol) = symbol.filter(|s| !s.is_empty()) {
             *self.by_symbol.entry(symbol.to_ascii_uppercase()).or_default() += 1;
         }
@@ -99,7 +106,13 @@ impl Inner {
     }
 
     fn stats(&self) -> Stats {
-        Stats { calls: self.calls, by_symbol: self.by_symbol.clone(), fault: self.fault.name(), latency_ms: self.latency_ms }
+        Stats {
+            calls: self.calls,
+            by_symbol: self.by_symbol.clone(),
+            fault: self.fault.name(),
+            latency_ms: self.latency_ms,
+            last_traceparent: self.last_traceparent.clone(),
+        }
     }
 }
 
@@ -112,8 +125,8 @@ impl SimState {
     }
 
     /// Counts a `/query` call for `symbol` and decides how to answer it, using up one call of a temporary fault.
-    pub async fn record_call(&self, symbol: Option<&str>) -> Plan {
-        self.inner.lock().await.record_call(symbol)
+    pub async fn record_call(&self, symbol: Option<&str>, traceparent: Option<&str>) -> Plan {
+        self.inner.lock().await.record_call(symbol, traceparent)
     }
 
     /// Sets the fault mode, optionally the latency (kept when `None`), and optionally limits the setting to the next
@@ -147,7 +160,7 @@ mod tests {
     fn counts_every_call_by_upper_cased_symbol() {
         let mut inner = Inner::default();
         for symbol in [Some("MSFT"), Some("msft"), Some("XYZ"), None, Some("")] {
-            inner.record_call(symbol);
+            inner.record_call(symbol, None);
         }
         let stats = inner.stats();
         assert_eq!(stats.calls, 5);
@@ -168,7 +181,8 @@ mod tests {
             let mut inner = Inner { latency_ms: initial, ..Inner::default() };
             let view = inner.set_fault(hang, put_latency, times);
             assert_eq!(view.times_remaining, times);
-            let got: Vec<(FaultMode, Duration)> = (0..4).map(|_| inner.record_call(Some("IBM"))).map(|p| (p.fault, p.latency)).collect();
+            let got: Vec<(FaultMode, Duration)> =
+                (0..4).map(|_| inner.record_call(Some("IBM"), None)).map(|p| (p.fault, p.latency)).collect();
             let want: Vec<(FaultMode, Duration)> = want.iter().map(|(f, l)| (*f, ms(*l))).collect();
             assert_eq!(got, want, "initial {initial}, latency {put_latency:?}, times {times:?}");
         }
@@ -179,14 +193,14 @@ mod tests {
         let mut inner = Inner { latency_ms: 5, ..Inner::default() };
         inner.set_fault(FaultMode::Latency, Some(100), Some(5));
         inner.set_fault(FaultMode::Reset, Some(300), Some(1));
-        assert_eq!(inner.record_call(None), Plan { fault: FaultMode::Reset, latency: ms(300) });
-        assert_eq!(inner.record_call(None), Plan { fault: FaultMode::None, latency: ms(5) });
+        assert_eq!(inner.record_call(None, None), Plan { fault: FaultMode::Reset, latency: ms(300) });
+        assert_eq!(inner.record_call(None, None), Plan { fault: FaultMode::None, latency: ms(5) });
     }
 
     #[tokio::test]
     async fn reset_clears_everything() {
         let state = SimState::new(FaultMode::Http500, 20);
-        state.record_call(Some("AAPL")).await;
+        state.record_call(Some("AAPL"), None).await;
         let view = state.reset().await;
         assert_eq!(view, FaultView { fault: "none", latency_ms: 0, times_remaining: None });
         let stats = state.stats().await;

@@ -203,3 +203,17 @@ fn an_empty_key_behaves_like_no_key_and_names_the_configuration_not_the_upstream
     assert_eq!(sim.calls(), 0, "no call is made without a key");
     assert!(host.logs().contains("no APIKEY or APIKEY_FILE"), "startup warns:\n{}", host.logs());
 }
+
+#[test]
+fn the_served_openapi_document_is_the_file_and_a_valid_openapi_3_1_document() {
+    let validator = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/openapi-spec-validator");
+    assert!(validator.exists(), "{} is missing: `make prereqs-python` (part of `make test`) installs it", validator.display());
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi.json");
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "openapi-key", &[]);
+    let served = get(host.addr, "/openapi.json");
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, std::fs::read_to_string(&file).expect("docs/openapi.json"), "the served document is docs/openapi.json");
+    let output = std::process::Command::new(validator).arg(&file).output().expect("run openapi-spec-validator");
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}

@@ -145,3 +145,23 @@ fn a_rotated_apikey_file_is_used_without_restart() {
     }
     assert!(!host.logs().contains("rotated-good-key"));
 }
+
+#[test]
+fn a_traceparent_reaches_the_upstream_and_every_log_line_of_the_request() {
+    const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "trace-test-key", &[]);
+    let reply = request_with(host.addr, "GET", "/MSFT/7", &[("traceparent", &format!("00-{TRACE}-00f067aa0ba902b7-01"))], b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let seen = get(sim.addr, "/_sim/stats").json()["last_traceparent"].as_str().expect("the upstream got a traceparent").to_owned();
+    let parts: Vec<&str> = seen.split('-').collect();
+    assert_eq!((parts[0], parts[1], parts[3]), ("00", TRACE, "01"), "same trace: {seen}");
+    assert_ne!(parts[2], "00f067aa0ba902b7", "the upstream call is a child span of its own");
+    let traced = |needle: &str| host.logs().lines().any(|l| l.contains(needle) && l.contains(TRACE));
+    wait_until(Duration::from_secs(5), "the access line carries the trace id", || traced("\"message\":\"request\""));
+    assert!(traced("component stderr"), "the component's lines carry it too:\n{}", host.logs());
+
+    get(host.addr, "/IBM/7");
+    let started = get(sim.addr, "/_sim/stats").json()["last_traceparent"].as_str().expect("traceparent").to_owned();
+    assert!(!started.contains(TRACE) && started.len() == 55, "without one, the host starts a trace: {started}");
+}
