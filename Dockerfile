@@ -35,7 +35,9 @@ ARG BUILDER=docker.io/library/rust:1.95-bookworm
 FROM ${BUILDER} AS build
 WORKDIR /src
 COPY . .
-RUN rustup target add wasm32-wasip2 \
+# scripts/docs-assets.sh needs python3 with pip (the /docs bundle comes from a pinned PyPI wheel).
+RUN scripts/docs-assets.sh \
+ && rustup target add wasm32-wasip2 \
  && cargo build --locked --release --target wasm32-wasip2 -p stock-component \
  && cargo build --locked --release -p stock-host \
  && scripts/stage-image.sh

@@ -23,7 +23,7 @@ IMAGE             ?= stock-host:dev
 HADOLINT          := 2.15.1
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: image hadolint k8s-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
+.PHONY: image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
 
 help: ## list targets and the variables they take
 	@echo "targets:"
@@ -62,7 +62,22 @@ fixture: prereqs-rust ## test-only component build (own keyvalue layout, /_fixtu
 	cargo build --release --target wasm32-wasip2 -p stock-component --features fixture --target-dir target/fixture-build
 	@mkdir -p $(dir $(FIXTURE)) && cp target/fixture-build/wasm32-wasip2/release/stock_component.wasm $(FIXTURE)
 
-host: ## build stock-host and alphavantage-sim (release)
+docs-assets: ## Scalar 1.44.15 bundle for GET /docs (pinned PyPI wheel, sha256-checked) -> target/docs-assets/
+	@scripts/docs-assets.sh
+
+prereqs-chromium: ## Debian's chromium, for the /docs page check
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }
+
+docs-check: build prereqs-chromium ## GET /docs in headless Chromium, every other host blocked; screenshot target/docs-page.png
+	@port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'); \
+	  admin=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'); \
+	  env PORT=$$port ADMIN_PORT=$$admin BIND=127.0.0.1 COMPONENT=$(COMPONENT) APIKEY=sample-key \
+	    ALPHAVANTAGE_URL=http://127.0.0.1:9/query $(HOST) serve >target/docs-check-host.log 2>&1 & pid=$$!; \
+	  trap 'kill $$pid 2>/dev/null || true' EXIT; \
+	  for _ in $$(seq 1 100); do curl -sf -o /dev/null http://127.0.0.1:$$port/health && break; sleep 0.1; done; \
+	  scripts/check-docs-page.sh http://127.0.0.1:$$port
+
+host: docs-assets ## build stock-host and alphavantage-sim (release)
 	cargo build --release -p stock-host -p alphavantage-sim
 
 build: component host ## build everything
@@ -85,7 +100,7 @@ run-wasmtime: component prereqs-wasmtime host ## the same component under stock 
 	  wasmtime serve --addr $(BIND):$(PORT) -S cli -S keyvalue -S config \
 	    -S config-var=apikey=sample-key -S config-var=alphavantage_url=http://127.0.0.1:$(SIM_PORT)/query $(COMPONENT)
 
-lint: prereqs-rust ## rustfmt and clippy (warnings are errors), native and wasm32
+lint: prereqs-rust docs-assets ## rustfmt and clippy (warnings are errors), native and wasm32
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip2 -p stock-component --all-features -- -D warnings
@@ -101,7 +116,14 @@ hadolint: prereqs-python ## Dockerfile lint (hadolint $(HADOLINT), errors fail)
 k8s-check: build ## render the k8s/ overlays and validate them offline (kustomize + kubernetes-validate, pinned)
 	scripts/k8s-validate.sh
 
-test: prereqs build fixture lint hadolint k8s-check ## install missing tools, build, check style, run every test
+observability-check: prereqs-debian ## alert rules (promtool check + unit tests), generated PrometheusRule, dashboard JSON and PromQL
+	scripts/check-observability.sh
+
+dashboard-png: build ## redraw docs/dashboard.png from 30 s of wrk load (matplotlib in target/obs-venv; not in make test)
+	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+	python3 scripts/render-dashboard.py
+
+test: prereqs build fixture lint hadolint k8s-check observability-check docs-check ## install missing tools, build, check style, run every test
 	@if docker info >/dev/null 2>&1; then $(MAKE) --no-print-directory image; \
 	  else echo "no Docker Engine: the image is not built and the container tests are skipped"; fi
 	STOCK_IMAGE=$$(docker info >/dev/null 2>&1 && echo $(IMAGE)) cargo test --release --workspace --all-targets

@@ -16,6 +16,8 @@ cp "$host" "$root/stock-host"
 # Debug info is not needed to run and is most of the binary; symbols stay for readable backtraces.
 command -v strip >/dev/null && strip --strip-debug "$root/stock-host"
 cp "$component" "$root/component/stock_component.wasm"
+# The embedded API docs bundle's licence travels with the binary that embeds it.
+mkdir -p "$root/licenses" && cp docs/scalar-LICENSE "$root/licenses/scalar-LICENSE"
 # Every library ldd resolves, plus the dynamic loader itself.
 ldd "$host" | awk '/=> \// {print $3} /^\t\/[^ ]+ \(/ {print $1}' | sort -u | while read -r lib; do
   mkdir -p "$root$(dirname "$lib")"

@@ -41,7 +41,7 @@ pub enum HostError {
     #[error("{0}")]
     Conflict(String),
     /// No route on the admin port.
-    #[error("no such admin endpoint")]
+    #[error("nothing is served at this path")]
     NotFound,
     /// Anything else that should not happen.
     #[error("internal error")]

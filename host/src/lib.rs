@@ -8,6 +8,7 @@
 pub mod admin;
 pub mod body;
 pub mod config;
+pub mod docs;
 pub mod egress;
 pub mod engine;
 pub mod error;

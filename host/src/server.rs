@@ -260,10 +260,12 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
     // The build chosen now is the one that answers, whatever is swapped in meanwhile.
     let component = app.component();
     let span = tracing::info_span!("request", req_id = %req_id, route, version = %component.version, trace_id = %trace.trace_id);
-    let host_owned = matches!(method, Method::GET | Method::HEAD) && matches!(route, "/health" | "/ready");
+    let host_owned = matches!(method, Method::GET | Method::HEAD) && matches!(route, "/health" | "/ready" | "/docs");
     let mut response = async {
         if !target_is_path {
             HostError::NotAPath.into_response(&path, &req_id)
+        } else if host_owned && route == "/docs" {
+            crate::docs::serve(&path).unwrap_or_else(|| HostError::NotFound.into_response(&path, &req_id))
         } else if host_owned && route == "/health" {
             json_response(StatusCode::OK, static_json(r#"{"status":"ok"}"#))
         } else if host_owned {

@@ -31,6 +31,10 @@ pub fn reserved(path: &str) -> Option<&'static str> {
     if trimmed == WELL_KNOWN || trimmed.starts_with(".well-known/") {
         return Some(WELL_KNOWN);
     }
+    // The docs page's own assets live under it (`/docs/scalar.standalone.js`).
+    if trimmed.starts_with("docs/") {
+        return Some(DOCS);
+    }
     RESERVED.into_iter().find(|name| *name == trimmed)
 }
 
@@ -46,6 +50,7 @@ mod tests {
             ("circuit-breaker", Some(CIRCUIT_BREAKER)),
             ("/openapi.json?x=1", Some(OPENAPI)),
             ("/docs", Some(DOCS)),
+            ("/docs/scalar.standalone.js", Some(DOCS)),
             ("/metrics", Some(METRICS)),
             ("/favicon.ico", Some(FAVICON)),
             ("/robots.txt", Some(ROBOTS)),

@@ -183,7 +183,7 @@ fn well_known_paths_are_reserved_and_never_cost_an_upstream_call() {
     // Browsers, crawlers and stray scrapers ask for these on their own; the free tier has 25 calls a day.
     let sim = Sim::start();
     let host = Host::with_sim(&sim, "reserved-key", &[]);
-    for path in ["/metrics", "/favicon.ico", "/robots.txt", "/.well-known/security.txt", "/docs"] {
+    for path in ["/metrics", "/favicon.ico", "/robots.txt", "/.well-known/security.txt", "/docs/missing.js"] {
         let reply = get(host.addr, path);
         assert_eq!(reply.status, 404, "{path}: {}", reply.body);
         assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/not-found", "{path}");
@@ -216,4 +216,21 @@ fn the_served_openapi_document_is_the_file_and_a_valid_openapi_3_1_document() {
     assert_eq!(served.body, std::fs::read_to_string(&file).expect("docs/openapi.json"), "the served document is docs/openapi.json");
     let output = std::process::Command::new(validator).arg(&file).output().expect("run openapi-spec-validator");
     assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+}
+
+#[test]
+fn the_docs_page_and_its_bundle_are_served_by_the_host_with_a_same_origin_policy() {
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "docs-key", &[]);
+    let page = get(host.addr, "/docs");
+    assert_eq!(page.status, 200);
+    assert!(page.header("content-type").is_some_and(|t| t.starts_with("text/html")));
+    assert!(page.header("content-security-policy").is_some_and(|p| p.contains("default-src 'self'")), "{:?}", page.headers);
+    assert!(page.body.contains("/docs/scalar.standalone.js") && page.body.contains("/openapi.json"));
+    assert!(page.body.contains(r#""agent":{"disabled":true}"#), "Ask AI is configured away");
+    let bundle = get(host.addr, "/docs/scalar.standalone.js");
+    assert_eq!(bundle.status, 200);
+    assert!(bundle.body.len() > 3_000_000, "the real Scalar bundle, {} bytes", bundle.body.len());
+    assert_eq!(request(host.addr, "HEAD", "/docs").body, "");
+    assert_eq!(sim.calls(), 0);
 }

@@ -13,3 +13,4 @@ mod host_lifecycle;
 mod host_metrics_and_secrets;
 mod host_redis;
 mod host_reliability;
+mod observability;
