@@ -10,15 +10,8 @@ DURATION=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 COMPONENT=target/wasm32-wasip2/release/stock_component.wasm
 OUT=docs/benchmarks.md
-pids=()
-work=$(mktemp -d)
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-# /health: the simulator answers it too, and it never reaches the upstream (GET / would, for the default symbol).
-wait_port() { for _ in $(seq 1 300); do curl -s -o /dev/null "http://127.0.0.1:$1/health" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 metric() { curl -s "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1==m {print $2}'; }
 
 sim_port=$(free_port)

@@ -9,14 +9,8 @@ cd "$(dirname "$0")/.."
 SECONDS_TOTAL=${SOAK_SECONDS:-300}
 FLAP_EVERY=${SOAK_FLAP_SECONDS:-10}
 RSS_GROWTH_LIMIT_KB=${SOAK_RSS_GROWTH_KB:-32768}
-pids=()
-work=$(mktemp -d)
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-wait_port() { for _ in $(seq 1 200); do curl -s -o /dev/null "http://127.0.0.1:$1/" && return 0; sleep 0.1; done; echo "port $1 never answered" >&2; exit 1; }
-rss_kb() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 sim_port=$(free_port); host_port=$(free_port); admin_port=$(free_port)
 target/release/alphavantage-sim --addr "127.0.0.1:$sim_port" >/dev/null 2>&1 & pids+=($!)
