@@ -1,5 +1,6 @@
-//! The admin port's component endpoints: `GET /admin/component` (running build, previous, history),
-//! `PUT /admin/component` (upload a build; body = the component's bytes) and `POST /admin/rollback`.
+//! The admin port's component endpoints: `GET /admin/component` (running build, canary, previous,
+//! history), `PUT /admin/component[?canary=P]` (upload a build, or start it as a canary taking P % of
+//! new requests; body = the component's bytes), `POST /admin/promote` and `POST /admin/rollback`.
 //! Writes need `Authorization: Bearer <token>` (ADMIN_TOKEN or ADMIN_TOKEN_FILE, compared in constant
 //! time); with neither configured they answer 403 and say why.
 
@@ -64,6 +65,7 @@ pub async fn route(app: &Arc<App>, request: Request<Incoming>) -> Option<Result<
         (http::Method::GET, "/admin/component") => Ok(describe(app)),
         (http::Method::PUT, "/admin/component") => upload(app, request).await,
         (http::Method::POST, "/admin/rollback") => roll_back(app, request).await,
+        (http::Method::POST, "/admin/promote") => promote(app, request).await,
         _ => return None,
     };
     Some(answer)
@@ -72,8 +74,19 @@ pub async fn route(app: &Arc<App>, request: Request<Incoming>) -> Option<Result<
 fn describe(app: &Arc<App>) -> Response<HostBody> {
     let running = app.component();
     let (source, since) = app.swaps.running_source();
+    let canary = app.canary.load_full().map(|c| {
+        serde_json::json!({
+            "version": c.build.version,
+            "digest": c.build.digest,
+            "percent": c.percent,
+            "since": c.since_unix,
+            "stable_stats": c.stable.snapshot(),
+            "canary_stats": c.candidate.snapshot(),
+        })
+    });
     let doc = serde_json::json!({
         "running": {"version": running.version, "digest": running.digest, "source": source, "since": since},
+        "canary": canary,
         "previous": app.swaps.previous().map(|p| p.version.clone()),
         "history": app.swaps.history(),
     });
@@ -83,6 +96,8 @@ fn describe(app: &Arc<App>) -> Response<HostBody> {
 async fn upload(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<HostBody>, HostError> {
     app.admin_auth.check(&request)?;
     let noticed = Instant::now();
+    let query = request.uri().query().map(str::to_owned);
+    canary_percent(query.as_deref())?;
     let declared = request.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_COMPONENT_BYTES) {
         return Err(HostError::TooLarge(MAX_COMPONENT_BYTES));
@@ -92,7 +107,29 @@ async fn upload(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<H
         .await
         .map_err(|_| HostError::TooLarge(MAX_COMPONENT_BYTES))?
         .to_bytes();
-    outcome(swap::swap_bytes(app, body, Source::Admin, noticed).await)
+    match canary_percent(query.as_deref())? {
+        Some(percent) => outcome(swap::start_canary(app, body, percent, noticed).await),
+        None => outcome(swap::swap_bytes(app, body, Source::Admin, noticed).await),
+    }
+}
+
+/// `canary=P` from the query: 1..=99, or `None` without it.
+fn canary_percent(query: Option<&str>) -> Result<Option<u8>, HostError> {
+    let Some(value) = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("canary=")) else {
+        return Ok(None);
+    };
+    value
+        .parse::<u8>()
+        .ok()
+        .filter(|p| (1..=99).contains(p))
+        .map(Some)
+        .ok_or_else(|| HostError::BadRequest(format!("canary={value:?}: the share must be a whole percent from 1 to 99")))
+}
+
+async fn promote(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<HostBody>, HostError> {
+    app.admin_auth.check(&request)?;
+    let record = swap::promote(app, Source::Promote).await.ok_or_else(|| HostError::Conflict("there is no canary to promote".into()))?;
+    outcome(record)
 }
 
 async fn roll_back(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<HostBody>, HostError> {
@@ -103,7 +140,9 @@ async fn roll_back(app: &Arc<App>, request: Request<Incoming>) -> Result<Respons
 
 fn outcome(record: SwapRecord) -> Result<Response<HostBody>, HostError> {
     match record.result {
-        SwapResult::Ok | SwapResult::Unchanged => Ok(json(StatusCode::OK, serde_json::to_string(&record).unwrap_or_default())),
+        SwapResult::Ok | SwapResult::Unchanged | SwapResult::Canary | SwapResult::Rollback | SwapResult::AutoRollback => {
+            Ok(json(StatusCode::OK, serde_json::to_string(&record).unwrap_or_default()))
+        }
         SwapResult::Rejected => Err(HostError::BuildRejected(format!(
             "{} failed: {}; the running build keeps serving",
             record.step.unwrap_or("a check"),

@@ -312,6 +312,24 @@ pub struct ServeConfig {
     /// After SIGTERM: how long to keep accepting with /ready answering 503 before draining.
     #[arg(long, env = "SHUTDOWN_DELAY", default_value = DEFAULT_SHUTDOWN_DELAY, value_parser = parse_duration)]
     pub shutdown_delay: Duration,
+    /// Canary routing: requests carrying this header stay on one version (the header's value is hashed).
+    #[arg(long, env = "CANARY_STICKY_HEADER", default_value = "x-session-id", value_parser = parse_header_name)]
+    pub canary_sticky_header: http::HeaderName,
+    /// Canary requests before the judge compares the canary with the stable build.
+    #[arg(long, env = "CANARY_MIN_REQUESTS", default_value_t = 50)]
+    pub canary_min_requests: u64,
+    /// How many points the canary's 5xx ratio may exceed the stable build's before it is rolled back (0.05 = 5 %).
+    #[arg(long, env = "CANARY_MAX_ERROR_RATIO", default_value_t = 0.05)]
+    pub canary_max_error_ratio: f64,
+    /// How many times the stable build's p99 the canary's p99 may reach before it is rolled back.
+    #[arg(long, env = "CANARY_MAX_P99_RATIO", default_value_t = 2.0)]
+    pub canary_max_p99_ratio: f64,
+    /// p99 latencies below this never count against a canary (noise on fast routes).
+    #[arg(long, env = "CANARY_P99_FLOOR", default_value = "25ms", value_parser = parse_duration)]
+    pub canary_p99_floor: Duration,
+    /// Promote a healthy canary by itself after this long (`off`: only POST /admin/promote does).
+    #[arg(long, env = "CANARY_AUTO_PROMOTE", default_value = "off", value_parser = parse_optional_duration)]
+    pub canary_auto_promote: AutoPromote,
     /// Log filter: a level (`info`, `debug`, ...: this service's own events at that level, everything
     /// else at info) or a full tracing directive list (`info,wasmtime_wasi_http=trace`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info", value_parser = parse_log_level)]
@@ -321,7 +339,31 @@ pub struct ServeConfig {
     pub log_format: Option<LogFormat>,
 }
 
+fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
+    http::HeaderName::from_bytes(text.trim().as_bytes()).map_err(|_| format!("{text:?} is not an HTTP header name"))
+}
+
+/// CANARY_AUTO_PROMOTE: `off`, or how long a canary must stay healthy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AutoPromote(pub Option<Duration>);
+
+fn parse_optional_duration(text: &str) -> Result<AutoPromote, String> {
+    if text == "off" { Ok(AutoPromote(None)) } else { parse_positive_duration(text).map(|d| AutoPromote(Some(d))) }
+}
+
 impl ServeConfig {
+    /// How canaries are routed and judged.
+    pub fn canary_policy(&self) -> crate::canary::CanaryPolicy {
+        crate::canary::CanaryPolicy {
+            sticky_header: self.canary_sticky_header.clone(),
+            min_requests: self.canary_min_requests.max(1),
+            max_error_ratio_delta: self.canary_max_error_ratio,
+            max_p99_ratio: self.canary_max_p99_ratio,
+            p99_floor: self.canary_p99_floor,
+            auto_promote_after: self.canary_auto_promote.0,
+        }
+    }
+
     /// Traffic listener address.
     pub fn traffic_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.port)

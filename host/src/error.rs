@@ -37,6 +37,9 @@ pub enum HostError {
     /// A candidate build failed a check; the running build keeps serving.
     #[error("{0}")]
     BuildRejected(String),
+    /// An admin request with a value that cannot be used.
+    #[error("{0}")]
+    BadRequest(String),
     /// The change could not be made in the current state (nothing to roll back to, superseded).
     #[error("{0}")]
     Conflict(String),
@@ -61,6 +64,7 @@ impl HostError {
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "component-too-large", "Component too large", None),
             Self::BuildRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "build-rejected", "Build rejected", None),
             Self::Conflict(_) => (StatusCode::CONFLICT, "swap-conflict", "Swap conflict", None),
+            Self::BadRequest(_) => (StatusCode::BAD_REQUEST, "invalid-admin-request", "Invalid admin request", None),
             Self::NotFound => (StatusCode::NOT_FOUND, "not-found", "Not found", None),
             Self::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal-error", "Internal error", None),
         }
@@ -115,6 +119,7 @@ mod tests {
             HostError::TooLarge(1),
             HostError::BuildRejected("x".into()),
             HostError::Conflict("x".into()),
+            HostError::BadRequest("x".into()),
             HostError::NotFound,
             HostError::Internal("x".into()),
         ] {

@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod body;
+pub mod canary;
 pub mod config;
 pub mod docs;
 pub mod egress;
@@ -35,7 +36,9 @@ use stock_shared::settings;
 use tokio::net::TcpListener;
 use wasmtime::Engine;
 
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
+
+use crate::canary::{Canary, CanaryPolicy};
 
 use crate::admin::AdminAuth;
 use crate::config::{APIKEY_FILE_POLL, KvUrl, ServeConfig};
@@ -56,6 +59,9 @@ use crate::watch::ComponentWatcher;
 pub struct App {
     engine: Engine,
     component: ArcSwap<LoadedComponent>,
+    canary: ArcSwapOption<Canary>,
+    canary_policy: CanaryPolicy,
+    routed: AtomicU64,
     swaps: Swaps,
     admin_auth: AdminAuth,
     component_config: Arc<ComponentConfig>,
@@ -78,6 +84,16 @@ impl App {
     /// The component serving new requests; requests already running keep the one they started with.
     pub fn component(&self) -> Arc<LoadedComponent> {
         self.component.load_full()
+    }
+
+    /// The build that serves a new request, and the canary it counts toward when one runs (the bool:
+    /// whether this request goes to the canary).
+    pub fn pick(&self, headers: &http::HeaderMap) -> (Arc<LoadedComponent>, Option<(Arc<Canary>, bool)>) {
+        let Some(canary) = self.canary.load_full() else { return (self.component(), None) };
+        let sticky = headers.get(&self.canary_policy.sticky_header).map(|v| v.as_bytes());
+        let to_canary = canary::routes_to_canary(canary.percent, sticky, self.routed.fetch_add(1, Ordering::Relaxed));
+        let build = if to_canary { canary.build.clone() } else { self.component() };
+        (build, Some((canary, to_canary)))
     }
 
     /// Makes `build` serve new requests (one atomic switch; see [`swap`]).
@@ -171,6 +187,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         engine,
         swaps: Swaps::new(linker, &component),
         component: ArcSwap::new(component),
+        canary: ArcSwapOption::empty(),
+        canary_policy: config.canary_policy(),
+        routed: AtomicU64::new(0),
         admin_auth: AdminAuth { token: config.admin_token.clone(), token_file: config.admin_token_file.clone() },
         component_config,
         kv,
@@ -198,6 +217,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
 
     let _watcher = ComponentWatcher::spawn(app.clone(), config.component.clone());
     let _sweeper = IdleSweeper::spawn(app.clone());
+    let _judge = CanaryJudge::spawn(app.clone());
     let traffic =
         TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
     let admin =
@@ -214,6 +234,40 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     server::serve(app, traffic, admin, shutdown_signal()).await?;
     Ok(())
+}
+
+/// Watches a running canary and rolls it back (or promotes it) as [`canary::judge`] decides; stops when dropped.
+struct CanaryJudge(tokio::task::JoinHandle<()>);
+
+impl CanaryJudge {
+    /// How often the canary's numbers are compared with the stable build's.
+    const EVERY: Duration = Duration::from_millis(250);
+
+    fn spawn(app: Arc<App>) -> Self {
+        Self(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Self::EVERY);
+            loop {
+                tick.tick().await;
+                let Some(running) = app.canary.load_full() else { continue };
+                let (stable, candidate) = (running.stable.snapshot(), running.candidate.snapshot());
+                match canary::judge(&stable, &candidate, running.since.elapsed(), &app.canary_policy) {
+                    canary::Verdict::Wait => {}
+                    canary::Verdict::Rollback(reason) => {
+                        swap::end_canary(&app, swap::SwapResult::AutoRollback, Some(reason)).await;
+                    }
+                    canary::Verdict::Promote => {
+                        swap::promote(&app, swap::Source::CanaryJudge).await;
+                    }
+                }
+            }
+        }))
+    }
+}
+
+impl Drop for CanaryJudge {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Retires idle instances of the running build once they pass INSTANCE_IDLE_TIMEOUT; stops when dropped.

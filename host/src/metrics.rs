@@ -160,13 +160,17 @@ impl Metrics {
         };
         let request_duration = HistogramVec::new(
             HistogramOpts::new(REQUEST_DURATION_SECONDS, "Time to the response head.").buckets(LATENCY_BUCKETS.to_vec()),
-            &[LABEL_ROUTE],
+            &[LABEL_ROUTE, LABEL_VERSION],
         )?;
         registry.register(Box::new(request_duration.clone()))?;
         let component_info = IntGaugeVec::new(Opts::new(COMPONENT_INFO, "The running component (value 1), by version."), &[LABEL_VERSION])?;
         registry.register(Box::new(component_info.clone()))?;
         let metrics = Self {
-            requests: counter_vec(REQUESTS_TOTAL, "Requests answered, by route template and status.", &[LABEL_ROUTE, LABEL_STATUS])?,
+            requests: counter_vec(
+                REQUESTS_TOTAL,
+                "Requests answered, by route template, status and component version.",
+                &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION],
+            )?,
             request_duration,
             cache_hits: counter(CACHE_HITS_TOTAL, "Price answers served from a fresh cache entry.")?,
             cache_misses: counter(CACHE_MISSES_TOTAL, "Price answers that needed the upstream.")?,
@@ -209,7 +213,7 @@ impl Metrics {
         for outcome in ["ok", "http_error", "timeout", "error"] {
             self.external_calls.with_label_values(&[outcome]);
         }
-        for result in ["ok", "rejected", "superseded", "unchanged"] {
+        for result in ["ok", "rejected", "superseded", "unchanged", "canary", "rollback", "auto_rollback"] {
             self.swaps.with_label_values(&[result]);
         }
         for state in BREAKER_STATES {

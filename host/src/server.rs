@@ -258,7 +258,7 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
     let path = request.uri().path().to_owned();
     let route = route_template(&path);
     // The build chosen now is the one that answers, whatever is swapped in meanwhile.
-    let component = app.component();
+    let (component, canary) = app.pick(request.headers());
     let span = tracing::info_span!("request", req_id = %req_id, route, version = %component.version, trace_id = %trace.trace_id);
     let host_owned = matches!(method, Method::GET | Method::HEAD) && matches!(route, "/health" | "/ready" | "/docs");
     let mut response = async {
@@ -298,8 +298,12 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
         _ => {}
     }
     let elapsed = started.elapsed();
-    app.metrics.requests.with_label_values(&[route, &status.to_string()]).inc();
-    app.metrics.request_duration.with_label_values(&[route]).observe(elapsed.as_secs_f64());
+    if let Some((canary, to_canary)) = &canary {
+        let stats = if *to_canary { &canary.candidate } else { &canary.stable };
+        stats.record(status, elapsed);
+    }
+    app.metrics.requests.with_label_values(&[route, &status.to_string(), &component.version]).inc();
+    app.metrics.request_duration.with_label_values(&[route, &component.version]).observe(elapsed.as_secs_f64());
     tracing::info!(
         req_id,
         method = %method,

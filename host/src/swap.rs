@@ -17,6 +17,7 @@ use serde::Serialize;
 use wasmtime::component::Linker;
 
 use crate::App;
+use crate::canary::Canary;
 use crate::engine::{LoadError, LoadStep, LoadedComponent, load_bytes};
 use crate::handler::{build_report, call_component};
 use crate::state::RequestState;
@@ -38,11 +39,15 @@ pub enum Source {
     Admin,
     /// `POST /admin/rollback`.
     Rollback,
+    /// `POST /admin/promote`.
+    Promote,
+    /// The canary judge (auto rollback or auto promotion).
+    CanaryJudge,
 }
 
-/// How an attempt ended.
+/// How an attempt ended (the same word in the history and in the `result` metric label).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "kebab-case")]
+#[serde(rename_all = "snake_case")]
 pub enum SwapResult {
     /// The candidate is live.
     Ok,
@@ -52,6 +57,12 @@ pub enum SwapResult {
     Superseded,
     /// The candidate is the build already running.
     Unchanged,
+    /// The candidate passed every check and now takes a share of traffic as a canary.
+    Canary,
+    /// An operator dropped the canary.
+    Rollback,
+    /// The judge dropped the canary: it answered worse than the stable build.
+    AutoRollback,
 }
 
 impl SwapResult {
@@ -62,6 +73,9 @@ impl SwapResult {
             Self::Rejected => "rejected",
             Self::Superseded => "superseded",
             Self::Unchanged => "unchanged",
+            Self::Canary => "canary",
+            Self::Rollback => "rollback",
+            Self::AutoRollback => "auto_rollback",
         }
     }
 }
@@ -146,6 +160,12 @@ impl Swaps {
         history.push_back(record);
     }
 
+    fn replace_last(&self, record: SwapRecord) {
+        if let Some(last) = lock(&self.history).back_mut() {
+            *last = record;
+        }
+    }
+
     fn kept_build(&self, digest: &str) -> Option<Arc<LoadedComponent>> {
         lock(&self.kept).iter().find(|c| c.digest == digest).cloned()
     }
@@ -163,6 +183,16 @@ impl Swaps {
 /// Makes `bytes` the running build if every check passes. `noticed` is when the change was seen
 /// (file event or upload start), so the recorded time is change-to-live.
 pub async fn swap_bytes(app: &Arc<App>, bytes: Bytes, source: Source, noticed: Instant) -> SwapRecord {
+    change(app, bytes, source, noticed, None).await
+}
+
+/// Checks `bytes` exactly as a swap does, then lets it take `percent` % of new requests as a canary
+/// (replacing any canary already running) instead of all of them.
+pub async fn start_canary(app: &Arc<App>, bytes: Bytes, percent: u8, noticed: Instant) -> SwapRecord {
+    change(app, bytes, Source::Admin, noticed, Some(percent)).await
+}
+
+async fn change(app: &Arc<App>, bytes: Bytes, source: Source, noticed: Instant, canary: Option<u8>) -> SwapRecord {
     let ticket = app.swaps.latest.fetch_add(1, Ordering::SeqCst) + 1;
     let _one_at_a_time = app.swaps.lock.lock().await;
     let running = app.component();
@@ -182,14 +212,76 @@ pub async fn swap_bytes(app: &Arc<App>, bytes: Bytes, source: Source, noticed: I
         Ok(candidate) => smoke_test(app, &candidate).await.map(|()| candidate),
         Err(error) => Err(error),
     };
-    match checked {
-        Ok(candidate) => switch(app, source, noticed, candidate, &running),
-        Err(error) => finish(app, source, noticed, version, &running, Err(SwapResult::Rejected), Some(error)),
+    match (checked, canary) {
+        (Ok(candidate), None) => switch(app, source, noticed, candidate, &running),
+        (Ok(candidate), Some(percent)) => begin_canary(app, source, noticed, candidate, percent, &running),
+        (Err(error), _) => finish(app, source, noticed, version, &running, Err(SwapResult::Rejected), Some(error)),
     }
 }
 
-/// Goes back to the build that ran before the last swap (kept compiled, so instant).
+fn begin_canary(
+    app: &Arc<App>,
+    source: Source,
+    noticed: Instant,
+    candidate: Arc<LoadedComponent>,
+    percent: u8,
+    running: &Arc<LoadedComponent>,
+) -> SwapRecord {
+    app.swaps.keep(&candidate);
+    candidate.pool.revive();
+    if let Some(replaced) = app.canary.swap(Some(Arc::new(Canary::new(candidate.clone(), percent)))) {
+        retire_canary(app, &replaced.build, running);
+    }
+    app.metrics.component_info.with_label_values(&[&candidate.version]).set(1);
+    tracing::info!(version = %candidate.version, percent, stable = %running.version, "canary started");
+    finish(app, source, noticed, Some(candidate.version.clone()), running, Err(SwapResult::Canary), None)
+}
+
+/// Makes the canary the only build.
+pub async fn promote(app: &Arc<App>, source: Source) -> Option<SwapRecord> {
+    let noticed = Instant::now();
+    app.swaps.latest.fetch_add(1, Ordering::SeqCst);
+    let _one_at_a_time = app.swaps.lock.lock().await;
+    let canary = app.canary.swap(None)?;
+    let running = app.component();
+    Some(switch(app, source, noticed, canary.build.clone(), &running))
+}
+
+/// Drops the canary at once; the stable build takes all traffic again. `reason` is what the judge saw.
+pub async fn end_canary(app: &Arc<App>, result: SwapResult, reason: Option<String>) -> Option<SwapRecord> {
+    let noticed = Instant::now();
+    let _one_at_a_time = app.swaps.lock.lock().await;
+    let canary = app.canary.swap(None)?;
+    let running = app.component();
+    retire_canary(app, &canary.build, &running);
+    if let Some(reason) = &reason {
+        tracing::warn!(version = %canary.build.version, %reason, "canary rolled back by the judge");
+    }
+    let mut record = finish(app, Source::CanaryJudge, noticed, Some(canary.build.version.clone()), &running, Err(result), None);
+    if result == SwapResult::Rollback {
+        record.source = Source::Rollback;
+    }
+    record.step = reason.as_ref().map(|_| "canary-judgment");
+    record.reason = reason;
+    app.swaps.replace_last(record.clone());
+    Some(record)
+}
+
+fn retire_canary(app: &App, build: &Arc<LoadedComponent>, running: &Arc<LoadedComponent>) {
+    if !Arc::ptr_eq(build, running) {
+        build.pool.retire();
+        let _ = app.metrics.component_info.remove_label_values(&[&build.version]);
+    }
+}
+
+/// During a canary, drops it; otherwise goes back to the build that ran before the last swap (kept
+/// compiled, so instant).
 pub async fn rollback(app: &Arc<App>) -> Option<SwapRecord> {
+    if app.canary.load().is_some()
+        && let Some(record) = end_canary(app, SwapResult::Rollback, None).await
+    {
+        return Some(record);
+    }
     let noticed = Instant::now();
     app.swaps.latest.fetch_add(1, Ordering::SeqCst);
     let _one_at_a_time = app.swaps.lock.lock().await;
@@ -227,6 +319,12 @@ async fn smoke_test(app: &Arc<App>, candidate: &Arc<LoadedComponent>) -> Result<
 }
 
 fn switch(app: &Arc<App>, source: Source, noticed: Instant, candidate: Arc<LoadedComponent>, running: &Arc<LoadedComponent>) -> SwapRecord {
+    // A full swap ends any canary: the new build takes all traffic.
+    if let Some(canary) = app.canary.swap(None)
+        && !Arc::ptr_eq(&canary.build, &candidate)
+    {
+        retire_canary(app, &canary.build, running);
+    }
     app.swaps.keep(&candidate);
     candidate.pool.revive();
     app.set_component(candidate.clone());

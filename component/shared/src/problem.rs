@@ -7,7 +7,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every problem type the service answers with: (slug, HTTP status, who answers it). The one list:
 /// the code of both sides, the README's table and `docs/openapi.json` are tested against it.
-pub const TYPES: [(&str, u16, Owner); 25] = [
+pub const TYPES: [(&str, u16, Owner); 26] = [
     ("invalid-symbol", 400, Owner::Component),
     ("invalid-days", 400, Owner::Component),
     ("invalid-path", 400, Owner::Component),
@@ -33,6 +33,7 @@ pub const TYPES: [(&str, u16, Owner); 25] = [
     ("component-too-large", 413, Owner::Host),
     ("build-rejected", 422, Owner::Host),
     ("swap-conflict", 409, Owner::Host),
+    ("invalid-admin-request", 400, Owner::Host),
 ];
 
 /// Which side answers a problem type.

@@ -16,6 +16,17 @@ impl Guest for Component {
         drop(request);
         #[cfg(feature = "fixture")]
         misbehave(&path);
+        #[cfg(feature = "fixture")]
+        let reply = if path.starts_with("/_fixture/fail") {
+            crate::core::respond::Reply {
+                status: 500,
+                headers: vec![("content-type", "text/plain".into())],
+                body: "fixture: failing on purpose".into(),
+            }
+        } else {
+            respond(&WasiEnv::default(), &super::config::load(), &method, &path)
+        };
+        #[cfg(not(feature = "fixture"))]
         let reply = respond(&WasiEnv::default(), &super::config::load(), &method, &path);
         if let Err(why) = send(reply, method == "HEAD", response_out) {
             eprintln!("cannot write response: {why}");
@@ -23,7 +34,8 @@ impl Guest for Component {
     }
 }
 
-/// Test-fixture builds only: requests that trap, spin or exhaust memory on purpose.
+/// Test-fixture builds only: requests that trap, spin or exhaust memory on purpose
+/// (`/_fixture/fail` answers a plain 500 instead, for canary judgment).
 #[cfg(feature = "fixture")]
 fn misbehave(path: &str) {
     match path {

@@ -38,8 +38,11 @@ fn metrics_have_every_name_and_pass_promtool() {
     assert_eq!(host.metric("stock_api_cache_hits_total"), 1.0);
     assert_eq!(host.metric("stock_api_cache_misses_total"), 1.0);
     assert_eq!(host.metric("stock_api_external_calls_total{outcome=\"ok\"}"), 1.0);
-    assert_eq!(host.metric("stock_api_requests_total{route=\"/{symbol}/{days}\",status=\"200\"}"), 2.0);
     let version = get(host.addr, "/health").header("x-component-version").expect("version header").to_owned();
+    assert_eq!(
+        host.metric(&format!("stock_api_requests_total{{route=\"/{{symbol}}/{{days}}\",status=\"200\",version=\"{version}\"}}")),
+        2.0
+    );
     assert_eq!(host.metric(&format!("stock_host_component_info{{version=\"{version}\"}}")), 1.0);
 
     let mut promtool = Command::new("promtool")

@@ -6,6 +6,7 @@ mod component_under_wasmtime_serve;
 mod component_world;
 mod container;
 mod host_cache_and_state;
+mod host_canary;
 mod host_hostile_input;
 mod host_hot_swap;
 mod host_instance_reuse;

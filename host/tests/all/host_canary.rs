@@ -1,0 +1,104 @@
+//! Canary rollouts inside one pod: a share of traffic for a candidate build, sticky clients, promotion,
+//! rollback by an operator and by the judge when the candidate answers worse.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::common::*;
+
+const TOKEN: (&str, &str) = ("Authorization", "Bearer canary-token");
+
+fn versions(host: &Host, path: &str, n: usize, headers: &[(&str, &str)]) -> HashMap<String, usize> {
+    let mut seen = HashMap::new();
+    for _ in 0..n {
+        let reply = request_with(host.addr, "GET", path, headers, b"");
+        *seen.entry(reply.header("x-component-version").expect("version").to_owned()).or_default() += 1;
+    }
+    seen
+}
+
+fn canary(host: &Host) -> serde_json::Value {
+    get(host.admin, "/admin/component").json()["canary"].clone()
+}
+
+#[test]
+fn a_canary_takes_its_share_and_promotion_makes_it_the_only_build() {
+    let release = std::fs::read(component_path()).expect("component");
+    let marked = with_custom_section(&release, "stock-canary-build");
+    let (stable, candidate) = (stock_host::engine::short_version(&release), stock_host::engine::short_version(&marked));
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "canary-key", &[("ADMIN_TOKEN", "canary-token")]);
+    let started = request_with(host.admin, "PUT", "/admin/component?canary=30", &[TOKEN], &marked);
+    assert_eq!((started.status, started.json()["result"].as_str()), (200, Some("canary")), "{}", started.body);
+    let seen = versions(&host, "/MSFT/7", 100, &[]);
+    assert_eq!((seen.get(&candidate), seen.get(&stable)), (Some(&30), Some(&70)), "exactly 30 % of new requests: {seen:?}");
+    let state = canary(&host);
+    assert_eq!((state["version"].as_str(), state["percent"].as_u64()), (Some(candidate.as_str()), Some(30)));
+    assert_eq!(state["canary_stats"]["requests"].as_u64(), Some(30));
+    assert_eq!(state["stable_stats"]["requests"].as_u64(), Some(70));
+    let metrics = host.metrics();
+    for version in [&stable, &candidate] {
+        assert!(metrics.contains(&format!("version=\"{version}\"")), "requests are labelled by version: {version}");
+    }
+    let refused = request_with(host.admin, "PUT", "/admin/component?canary=150", &[TOKEN], &marked);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+
+    let promoted = request_with(host.admin, "POST", "/admin/promote", &[TOKEN], b"");
+    assert_eq!(promoted.status, 200, "{}", promoted.body);
+    assert_eq!(versions(&host, "/MSFT/7", 20, &[]).get(&candidate), Some(&20), "the promoted build takes everything");
+    assert!(canary(&host).is_null());
+    assert_eq!(request_with(host.admin, "POST", "/admin/promote", &[TOKEN], b"").status, 409, "nothing left to promote");
+}
+
+#[test]
+fn clients_sending_the_sticky_header_stay_on_one_version() {
+    let release = std::fs::read(component_path()).expect("component");
+    let marked = with_custom_section(&release, "stock-sticky-build");
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "sticky-key", &[("ADMIN_TOKEN", "canary-token")]);
+    assert_eq!(request_with(host.admin, "PUT", "/admin/component?canary=50", &[TOKEN], &marked).status, 200);
+    let mut clients_per_version: HashMap<String, usize> = HashMap::new();
+    for client in 0..20 {
+        let id = format!("session-{client}");
+        let seen = versions(&host, "/IBM/3", 10, &[("X-Session-Id", &id)]);
+        assert_eq!(seen.len(), 1, "{id} flipped between versions: {seen:?}");
+        *clients_per_version.entry(seen.into_keys().next().expect("a version")).or_default() += 1;
+    }
+    assert_eq!(clients_per_version.len(), 2, "clients are spread over both versions: {clients_per_version:?}");
+}
+
+#[test]
+fn an_operator_rollback_during_a_canary_drops_it_at_once() {
+    let release = std::fs::read(component_path()).expect("component");
+    let marked = with_custom_section(&release, "stock-dropped-build");
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "drop-key", &[("ADMIN_TOKEN", "canary-token")]);
+    assert_eq!(request_with(host.admin, "PUT", "/admin/component?canary=50", &[TOKEN], &marked).status, 200);
+    let dropped = request_with(host.admin, "POST", "/admin/rollback", &[TOKEN], b"");
+    assert_eq!((dropped.status, dropped.json()["result"].as_str()), (200, Some("rollback")), "{}", dropped.body);
+    assert!(canary(&host).is_null());
+    let stable = stock_host::engine::short_version(&release);
+    assert_eq!(versions(&host, "/MSFT/7", 20, &[]).get(&stable), Some(&20), "the stable build takes everything again");
+}
+
+#[test]
+fn a_canary_answering_worse_is_rolled_back_by_itself() {
+    // The fixture build answers /_fixture/fail with a 500; the stable build answers it 400 (bad symbol).
+    let fixture = std::fs::read(fixture_component_path()).expect("fixture");
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "judge-key", &[("ADMIN_TOKEN", "canary-token"), ("CANARY_MIN_REQUESTS", "20")]);
+    assert_eq!(request_with(host.admin, "PUT", "/admin/component?canary=50", &[TOKEN], &fixture).status, 200);
+    let mut statuses: HashMap<u16, usize> = HashMap::new();
+    for _ in 0..60 {
+        *statuses.entry(get(host.addr, "/_fixture/fail").status).or_default() += 1;
+    }
+    assert!(statuses.get(&500).is_some_and(|n| *n >= 20), "the canary failed some requests: {statuses:?}");
+    wait_until(Duration::from_secs(5), "the judge rolls the canary back", || canary(&host).is_null());
+    assert_eq!(host.metric("stock_host_swaps_total{result=\"auto_rollback\"}"), 1.0);
+    let history = get(host.admin, "/admin/component").json()["history"].as_array().expect("history").clone();
+    let last = history.last().expect("an entry");
+    assert_eq!((last["result"].as_str(), last["step"].as_str()), (Some("auto_rollback"), Some("canary-judgment")));
+    assert!(last["reason"].as_str().is_some_and(|r| r.contains("5xx")), "{last}");
+    assert!((0..20).all(|_| get(host.addr, "/_fixture/fail").status == 400), "only the stable build answers now");
+    assert!(host.logs().contains("canary rolled back by the judge"));
+}
