@@ -115,7 +115,11 @@ async fn upload(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<H
 
 /// `canary=P` from the query: 1..=99, or `None` without it.
 fn canary_percent(query: Option<&str>) -> Result<Option<u8>, HostError> {
-    let Some(value) = query.into_iter().flat_map(|q| q.split('&')).find_map(|pair| pair.strip_prefix("canary=")) else {
+    // Any spelling of the key counts, so a typo never turns a canary into a full swap.
+    let pairs = query.into_iter().flat_map(|q| q.split('&'));
+    let Some(value) =
+        pairs.map(|pair| pair.split_once('=').unwrap_or((pair, ""))).find(|(key, _)| key.eq_ignore_ascii_case("canary")).map(|(_, v)| v)
+    else {
         return Ok(None);
     };
     value
@@ -187,6 +191,18 @@ mod tests {
         assert!(matches!(auth.check(&request(Some("Bearer anything"))), Err(HostError::AdminDisabled)));
         let empty = AdminAuth { token: Some(String::new()), token_file: None };
         assert!(matches!(empty.check(&request(Some("Bearer "))), Err(HostError::AdminDisabled)), "an empty token is no token");
+    }
+
+    #[test]
+    fn canary_shares_are_whole_percents_and_a_misspelt_key_is_not_a_full_swap() {
+        for (query, want) in
+            [(None, Ok(None)), (Some("canary=30"), Ok(Some(30))), (Some("x=1&Canary=5"), Ok(Some(5))), (Some("other=1"), Ok(None))]
+        {
+            assert_eq!(canary_percent(query).map_err(|e| e.to_string()), want.map_err(|e: String| e), "{query:?}");
+        }
+        for bad in ["canary", "canary=", "canary=0", "canary=100", "CANARY=abc"] {
+            assert!(canary_percent(Some(bad)).is_err(), "{bad}");
+        }
     }
 
     #[test]

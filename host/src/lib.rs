@@ -270,7 +270,7 @@ impl Drop for CanaryJudge {
     }
 }
 
-/// Retires idle instances of the running build once they pass INSTANCE_IDLE_TIMEOUT; stops when dropped.
+/// Retires idle instances of the running build (and of a canary) once they pass INSTANCE_IDLE_TIMEOUT; stops when dropped.
 struct IdleSweeper(tokio::task::JoinHandle<()>);
 
 impl IdleSweeper {
@@ -281,6 +281,9 @@ impl IdleSweeper {
             loop {
                 tick.tick().await;
                 app.component().pool.sweep();
+                if let Some(canary) = app.canary.load_full() {
+                    canary.build.pool.sweep();
+                }
             }
         }))
     }

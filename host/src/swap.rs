@@ -229,11 +229,12 @@ fn begin_canary(
 ) -> SwapRecord {
     app.swaps.keep(&candidate);
     candidate.pool.revive();
-    if let Some(replaced) = app.canary.swap(Some(Arc::new(Canary::new(candidate.clone(), percent)))) {
+    if let Some(replaced) = app.canary.swap(Some(Arc::new(Canary::new(candidate.clone(), percent))))
+        && !Arc::ptr_eq(&replaced.build, &candidate)
+    {
         retire_canary(app, &replaced.build, running);
     }
     app.metrics.component_info.with_label_values(&[&candidate.version]).set(1);
-    tracing::info!(version = %candidate.version, percent, stable = %running.version, "canary started");
     finish(app, source, noticed, Some(candidate.version.clone()), running, Err(SwapResult::Canary), None)
 }
 
@@ -257,10 +258,8 @@ pub async fn end_canary(app: &Arc<App>, result: SwapResult, reason: Option<Strin
     if let Some(reason) = &reason {
         tracing::warn!(version = %canary.build.version, %reason, "canary rolled back by the judge");
     }
-    let mut record = finish(app, Source::CanaryJudge, noticed, Some(canary.build.version.clone()), &running, Err(result), None);
-    if result == SwapResult::Rollback {
-        record.source = Source::Rollback;
-    }
+    let source = if result == SwapResult::Rollback { Source::Rollback } else { Source::CanaryJudge };
+    let mut record = finish(app, source, noticed, Some(canary.build.version.clone()), &running, Err(result), None);
     record.step = reason.as_ref().map(|_| "canary-judgment");
     record.reason = reason;
     app.swaps.replace_last(record.clone());
@@ -372,6 +371,10 @@ fn finish(
             tracing::warn!(?source, version, step = error.step.name(), reason = %error.reason, "component build rejected; the running build keeps serving")
         }
         (None, SwapResult::Ok) => tracing::info!(?source, version, previous = %running.version, seconds, "component build is live"),
+        (None, SwapResult::Canary) => tracing::info!(?source, version, stable = %running.version, "canary started"),
+        (None, SwapResult::Rollback | SwapResult::AutoRollback) => {
+            tracing::info!(?source, version, stable = %running.version, result = result.name(), "canary dropped; the stable build takes all traffic")
+        }
         (None, other) => tracing::info!(?source, version, result = other.name(), "component change skipped"),
     }
     app.swaps.remember(record.clone());
