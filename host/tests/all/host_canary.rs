@@ -28,14 +28,16 @@ fn a_canary_takes_its_share_and_promotion_makes_it_the_only_build() {
     let (stable, candidate) = (stock_host::engine::short_version(&release), stock_host::engine::short_version(&marked));
     let sim = Sim::start();
     let host = Host::with_sim(&sim, "canary-key", &[("ADMIN_TOKEN", "canary-token")]);
-    let started = request_with(host.admin, "PUT", "/admin/component?canary=30", &[TOKEN], &marked);
+    let started = request_with(host.admin, "PUT", "/admin/component?canary=20", &[TOKEN], &marked);
     assert_eq!((started.status, started.json()["result"].as_str()), (200, Some("canary")), "{}", started.body);
-    let seen = versions(&host, "/MSFT/7", 100, &[]);
-    assert_eq!((seen.get(&candidate), seen.get(&stable)), (Some(&30), Some(&70)), "exactly 30 % of new requests: {seen:?}");
+    let seen = versions(&host, "/MSFT/7", 1000, &[]);
+    let share = seen.get(&candidate).copied().unwrap_or(0);
+    assert!((150..=250).contains(&share), "the canary's share of 1,000 requests is within 15-25 %: {seen:?}");
+    assert_eq!(share + seen.get(&stable).copied().unwrap_or(0), 1000, "every answer came from one of the two builds");
     let state = canary(&host);
-    assert_eq!((state["version"].as_str(), state["percent"].as_u64()), (Some(candidate.as_str()), Some(30)));
-    assert_eq!(state["canary_stats"]["requests"].as_u64(), Some(30));
-    assert_eq!(state["stable_stats"]["requests"].as_u64(), Some(70));
+    assert_eq!((state["version"].as_str(), state["percent"].as_u64()), (Some(candidate.as_str()), Some(20)));
+    assert_eq!(state["canary_stats"]["requests"].as_u64(), Some(share as u64));
+    assert_eq!(state["stable_stats"]["server_errors"].as_u64(), Some(0));
     let metrics = host.metrics();
     for version in [&stable, &candidate] {
         assert!(metrics.contains(&format!("version=\"{version}\"")), "requests are labelled by version: {version}");
@@ -82,11 +84,29 @@ fn an_operator_rollback_during_a_canary_drops_it_at_once() {
 }
 
 #[test]
-fn a_canary_answering_worse_is_rolled_back_by_itself() {
+fn a_canary_answering_worse_is_rolled_back_by_itself_under_load_without_failing_other_requests() {
     // The fixture build answers /_fixture/fail with a 500; the stable build answers it 400 (bad symbol).
+    // Meanwhile a load of ordinary requests, which both builds answer, must not see a single failure.
     let fixture = std::fs::read(fixture_component_path()).expect("fixture");
     let sim = Sim::start();
     let host = Host::with_sim(&sim, "judge-key", &[("ADMIN_TOKEN", "canary-token"), ("CANARY_MIN_REQUESTS", "20")]);
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, addr) = (stop.clone(), host.addr);
+        std::thread::spawn(move || {
+            let (mut ok, mut failed) = (0, Vec::new());
+            let started = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                match try_request(addr, "GET", "/MSFT/7", Duration::from_secs(10)) {
+                    Ok(reply) if reply.status == 200 => ok += 1,
+                    Ok(reply) => failed.push(format!("{} {}", reply.status, reply.body)),
+                    Err(error) => failed.push(error.to_string()),
+                }
+            }
+            (ok, failed)
+        })
+    };
     assert_eq!(request_with(host.admin, "PUT", "/admin/component?canary=50", &[TOKEN], &fixture).status, 200);
     let mut statuses: HashMap<u16, usize> = HashMap::new();
     for _ in 0..60 {
@@ -101,4 +121,8 @@ fn a_canary_answering_worse_is_rolled_back_by_itself() {
     assert!(last["reason"].as_str().is_some_and(|r| r.contains("5xx")), "{last}");
     assert!((0..20).all(|_| get(host.addr, "/_fixture/fail").status == 400), "only the stable build answers now");
     assert!(host.logs().contains("canary rolled back by the judge"));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().expect("load");
+    assert!(ok > 50, "the load ran: {ok}");
+    assert!(failed.is_empty(), "ordinary requests failed during the canary: {failed:?}");
 }
