@@ -337,6 +337,21 @@ pub struct ServeConfig {
     /// Log format; defaults to text on a terminal and JSON otherwise.
     #[arg(long, env = "LOG_FORMAT", value_enum)]
     pub log_format: Option<LogFormat>,
+    /// OTLP/HTTP collector base URL (`/v1/traces` is appended); set it to export traces, unset keeps export off.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT", value_parser = crate::otel::parse_endpoint)]
+    pub otel_exporter_otlp_endpoint: Option<String>,
+    /// Full OTLP/HTTP traces URL; wins over OTEL_EXPORTER_OTLP_ENDPOINT.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", value_parser = crate::otel::parse_endpoint)]
+    pub otel_exporter_otlp_traces_endpoint: Option<String>,
+    /// OTLP protocol: only http/protobuf is built in.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_PROTOCOL", value_parser = crate::otel::parse_protocol)]
+    pub otel_exporter_otlp_protocol: Option<String>,
+    /// OTLP protocol for traces; same rule.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", value_parser = crate::otel::parse_protocol)]
+    pub otel_exporter_otlp_traces_protocol: Option<String>,
+    /// `service.name` on exported spans (default stock-host).
+    #[arg(long, env = "OTEL_SERVICE_NAME")]
+    pub otel_service_name: Option<String>,
 }
 
 fn parse_header_name(text: &str) -> Result<http::HeaderName, String> {
@@ -372,6 +387,15 @@ impl ServeConfig {
     /// Admin listener address.
     pub fn admin_addr(&self) -> SocketAddr {
         SocketAddr::new(self.bind, self.admin_port)
+    }
+
+    /// Trace export settings; `None` (no OTLP endpoint configured) keeps export off.
+    pub fn span_export(&self) -> Option<crate::otel::ExportSettings> {
+        crate::otel::ExportSettings::from_endpoints(
+            self.otel_exporter_otlp_endpoint.as_deref(),
+            self.otel_exporter_otlp_traces_endpoint.as_deref(),
+            self.otel_service_name.as_deref(),
+        )
     }
 
     /// Authority (`host:port`) the component may call; [`parse_upstream_url`] checked it parses.
@@ -435,6 +459,8 @@ mod tests {
             ("--kv-url", "postgres://x", "KV_URL"),
             ("--cache-ttl", "5 minutes", "CACHE_TTL"),
             ("--circuit-breaker-timeout", "0", "CIRCUIT_BREAKER_TIMEOUT"),
+            ("--otel-exporter-otlp-endpoint", "https://collector:4318", "OTEL_EXPORTER_OTLP_ENDPOINT"),
+            ("--otel-exporter-otlp-protocol", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"),
         ] {
             let error = parse(&[flag, value]).expect_err("invalid");
             assert!(error.to_string().contains(variable), "{flag}: {error}");

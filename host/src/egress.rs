@@ -2,12 +2,13 @@
 //! upstream timeout, counted and timed.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::metrics::Metrics;
-use crate::trace::TraceContext;
+use crate::otel::{FinishedSpan, SpanExport};
+use crate::trace::{TraceContext, new_span_id};
 
 /// What the component may call and how long it may wait.
 #[derive(Clone)]
@@ -20,6 +21,8 @@ pub struct EgressPolicy {
     pub metrics: Arc<Metrics>,
     /// The trace of the request this instance serves now; each upstream call becomes a child span.
     pub trace: Option<TraceContext>,
+    /// Where finished upstream-call spans go, when trace export is on.
+    pub spans: Option<Arc<SpanExport>>,
 }
 
 type SendFuture =
@@ -64,6 +67,20 @@ struct CallRecord {
     metrics: Arc<Metrics>,
     started: Instant,
     outcome: Option<&'static str>,
+    status: Option<u16>,
+    span: Option<CallSpan>,
+}
+
+/// What the client span of one upstream call needs besides the outcome.
+struct CallSpan {
+    export: Arc<SpanExport>,
+    trace: TraceContext,
+    span_id: String,
+    started: SystemTime,
+    method: String,
+    host: String,
+    port: u16,
+    scheme: String,
 }
 
 impl Drop for CallRecord {
@@ -71,6 +88,38 @@ impl Drop for CallRecord {
         self.metrics.external_call_duration.observe(self.started.elapsed().as_secs_f64());
         let outcome = self.outcome.unwrap_or("timeout");
         self.metrics.external_calls.with_label_values(&[outcome]).inc();
+        if let Some(span) = self.span.take() {
+            span.finish(outcome, self.status);
+        }
+    }
+}
+
+impl CallSpan {
+    fn finish(self, outcome: &'static str, status: Option<u16>) {
+        use opentelemetry::KeyValue;
+        // The path and host only: the query carries the API key.
+        let mut attributes = vec![
+            KeyValue::new("http.request.method", self.method.clone()),
+            KeyValue::new("server.address", self.host),
+            KeyValue::new("server.port", i64::from(self.port)),
+            KeyValue::new("url.scheme", self.scheme),
+            KeyValue::new("stock.upstream.outcome", outcome),
+        ];
+        if let Some(status) = status {
+            attributes.push(KeyValue::new("http.response.status_code", i64::from(status)));
+        }
+        self.export.record(FinishedSpan {
+            trace: &self.trace,
+            span_id: &self.span_id,
+            parent_id: Some(&self.trace.span_id),
+            parent_is_remote: false,
+            kind: opentelemetry::trace::SpanKind::Client,
+            name: self.method,
+            start: self.started,
+            end: SystemTime::now(),
+            attributes,
+            failed: outcome != "ok",
+        });
     }
 }
 
@@ -89,17 +138,30 @@ impl WasiHttpHooks for EgressPolicy {
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }
         let mut request = request;
-        if let Some(trace) = &self.trace
-            && let Ok(value) = http::HeaderValue::from_str(&trace.child_header())
-        {
-            request.headers_mut().insert(crate::trace::TRACEPARENT, value);
+        let mut span = None;
+        if let Some(trace) = &self.trace {
+            let span_id = new_span_id();
+            if let Ok(value) = http::HeaderValue::from_str(&trace.header_for(&span_id)) {
+                request.headers_mut().insert(crate::trace::TRACEPARENT, value);
+            }
+            span = self.spans.as_ref().filter(|_| trace.sampled()).map(|export| CallSpan {
+                export: export.clone(),
+                trace: trace.clone(),
+                span_id,
+                started: SystemTime::now(),
+                method: request.method().to_string(),
+                host: request.uri().host().unwrap_or_default().to_owned(),
+                port: request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("https") { 443 } else { 80 }),
+                scheme: request.uri().scheme_str().unwrap_or("http").to_owned(),
+            });
         }
         let options = self.capped(options);
         let metrics = self.metrics.clone();
         Box::new(async move {
             use http_body_util::BodyExt;
-            let mut record = CallRecord { metrics, started: Instant::now(), outcome: None };
+            let mut record = CallRecord { metrics, started: Instant::now(), outcome: None, status: None, span };
             let result = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
+            record.status = result.as_ref().ok().map(|(response, _)| response.status().as_u16());
             record.outcome = Some(match &result {
                 Ok((response, _)) if response.status().is_success() => "ok",
                 Ok(_) => "http_error",
@@ -149,6 +211,7 @@ mod tests {
             timeout: Duration::from_secs(10),
             metrics: Arc::new(Metrics::new().expect("metrics")),
             trace: None,
+            spans: None,
         };
         let capped = policy.capped(Some(RequestOptions {
             connect_timeout: Some(Duration::from_secs(60)),
@@ -168,6 +231,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             metrics: metrics.clone(),
             trace: None,
+            spans: None,
         };
         let future = policy.send_request(request("https://evil.example/steal"), None, Box::new(std::future::ready(Ok(()))));
         let result = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(Box::into_pin(future));

@@ -16,6 +16,7 @@ pub mod error;
 pub mod handler;
 pub mod keyvalue;
 pub mod metrics;
+pub mod otel;
 pub mod pool;
 pub mod secrets;
 pub mod server;
@@ -48,6 +49,7 @@ use crate::handler::build_report;
 use crate::keyvalue::Buckets;
 use crate::keyvalue::redis::{RedisLink, RedisProber, RedisSettings};
 use crate::metrics::Metrics;
+use crate::otel::SpanExport;
 use crate::pool::Reuse;
 use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
 use crate::slots::Slots;
@@ -68,6 +70,7 @@ pub struct App {
     kv: Buckets,
     metrics: Arc<Metrics>,
     egress: EgressPolicy,
+    spans: Option<Arc<SpanExport>>,
     slots: Arc<Slots>,
     request_timeout: Duration,
     max_connections: usize,
@@ -141,6 +144,9 @@ fn describe_config_problems(problems: &[ConfigProblem]) -> String {
     each.collect::<Vec<_>>().join("; ")
 }
 
+/// How long exit waits for queued spans to reach the collector.
+const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// Validates `config`, loads the component, binds both ports and serves until SIGTERM/SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let apikey = match (&config.apikey, &config.apikey_file) {
@@ -176,6 +182,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         config.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, component_config.clone(), apikey, APIKEY_FILE_POLL));
     let _ticker = EpochTicker::spawn(engine.clone())?;
     let (kv, _redis_prober) = keyvalue_buckets(&config, &metrics).await?;
+    let spans = match config.span_export() {
+        Some(settings) => {
+            let export = SpanExport::start(&settings)?;
+            tracing::info!(endpoint = %settings.traces_url, service = %settings.service_name, "exporting traces over OTLP/HTTP");
+            Some(Arc::new(export))
+        }
+        None => None,
+    };
 
     let app = Arc::new(App {
         egress: EgressPolicy {
@@ -183,7 +197,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             timeout: config.upstream_timeout,
             metrics: metrics.clone(),
             trace: None,
+            spans: spans.clone(),
         },
+        spans,
         engine,
         swaps: Swaps::new(linker, &component),
         component: ArcSwap::new(component),
@@ -232,7 +248,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         upstream = %app.egress.allowed_authority,
         "listening on http://{traffic_addr}"
     );
-    server::serve(app, traffic, admin, shutdown_signal()).await?;
+    let served = server::serve(app.clone(), traffic, admin, shutdown_signal()).await;
+    if let Some(spans) = app.spans.clone() {
+        // Within the pod's grace period: what the drain left in the queue goes out before exit.
+        let _ = tokio::task::spawn_blocking(move || spans.shutdown(SPAN_FLUSH_TIMEOUT)).await;
+    }
+    served?;
     Ok(())
 }
 

@@ -304,6 +304,10 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
     }
     app.metrics.requests.with_label_values(&[route, &status.to_string(), &component.version]).inc();
     app.metrics.request_duration.with_label_values(&[route, &component.version]).observe(elapsed.as_secs_f64());
+    // Probes every few seconds would drown the traces people look for.
+    if let Some(spans) = app.spans.as_ref().filter(|_| !matches!(route, "/health" | "/ready")) {
+        record_server_span(spans, &trace, &method, route, &path, status, cache, &component.version, &req_id, elapsed);
+    }
     tracing::info!(
         req_id,
         method = %method,
@@ -316,6 +320,47 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
         "request"
     );
     response
+}
+
+/// The request's server span, child of the caller's span when it sent a `traceparent`.
+#[allow(clippy::too_many_arguments)]
+fn record_server_span(
+    spans: &crate::otel::SpanExport,
+    trace: &TraceContext,
+    method: &Method,
+    route: &str,
+    path: &str,
+    status: u16,
+    cache: &str,
+    version: &str,
+    req_id: &str,
+    elapsed: Duration,
+) {
+    use opentelemetry::KeyValue;
+    let end = std::time::SystemTime::now();
+    let mut attributes = vec![
+        KeyValue::new("http.request.method", method.to_string()),
+        KeyValue::new("http.route", route.to_owned()),
+        KeyValue::new("url.path", path.to_owned()),
+        KeyValue::new("http.response.status_code", i64::from(status)),
+        KeyValue::new("stock.component_version", version.to_owned()),
+        KeyValue::new("stock.request_id", req_id.to_owned()),
+    ];
+    if cache != "-" {
+        attributes.push(KeyValue::new("stock.cache", cache.to_owned()));
+    }
+    spans.record(crate::otel::FinishedSpan {
+        trace,
+        span_id: &trace.span_id,
+        parent_id: trace.parent_id.as_deref(),
+        parent_is_remote: trace.parent_id.is_some(),
+        kind: opentelemetry::trace::SpanKind::Server,
+        name: format!("{method} {route}"),
+        start: end.checked_sub(elapsed).unwrap_or(end),
+        end,
+        attributes,
+        failed: status >= 500,
+    });
 }
 
 /// `/ready`: not draining, and `component` answers its own `/ready` (which never calls upstream).

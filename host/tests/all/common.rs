@@ -391,6 +391,9 @@ impl Host {
         {
             command.env_remove(key);
         }
+        for (key, _) in std::env::vars().filter(|(key, _)| key.starts_with("OTEL_")) {
+            command.env_remove(key);
+        }
         command.envs([("BIND", "127.0.0.1"), ("PORT", "0"), ("ADMIN_PORT", "0"), ("LOG_FORMAT", "json"), ("LOG_LEVEL", "info")]);
         command.env("COMPONENT", &component);
         command.envs(env.iter().copied());
@@ -527,4 +530,86 @@ pub fn oracle_average(values: &[i64]) -> String {
 pub fn render_ten_thousandths(value: i64) -> String {
     let text = format!("{}.{:04}", value / 10_000, value % 10_000);
     text.trim_end_matches('0').trim_end_matches('.').to_owned()
+}
+
+/// One POST an [`OtlpReceiver`] got.
+#[derive(Debug, Clone)]
+pub struct OtlpPost {
+    pub path: String,
+    pub content_type: String,
+    pub body: Vec<u8>,
+}
+
+/// A minimal OTLP/HTTP collector on loopback: records every POST (keep-alive, Content-Length bodies)
+/// and answers 200 with an empty export response.
+pub struct OtlpReceiver {
+    pub addr: SocketAddr,
+    pub posts: Arc<Mutex<Vec<OtlpPost>>>,
+}
+
+impl OtlpReceiver {
+    /// Listens on a free loopback port; connection threads end when their client closes or idles 30 s.
+    pub fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the OTLP receiver");
+        let addr = listener.local_addr().expect("address");
+        let posts = Arc::new(Mutex::new(Vec::new()));
+        let sink = posts.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().take(1_000).map_while(Result::ok) {
+                let sink = sink.clone();
+                std::thread::spawn(move || serve_otlp_connection(stream, &sink));
+            }
+        });
+        Self { addr, posts }
+    }
+
+    /// The base URL to give as `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Every POST so far.
+    pub fn posts(&self) -> Vec<OtlpPost> {
+        self.posts.lock().expect("posts").clone()
+    }
+}
+
+fn serve_otlp_connection(stream: TcpStream, sink: &Mutex<Vec<OtlpPost>>) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let Ok(mut writer) = stream.try_clone() else { return };
+    let mut reader = BufReader::new(stream);
+    for _ in 0..1_000 {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+            return;
+        }
+        let (mut length, mut content_type) = (0usize, String::new());
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            let line = line.trim_end();
+            if line.is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':') {
+                match name.trim().to_ascii_lowercase().as_str() {
+                    "content-length" => length = value.trim().parse().unwrap_or(0),
+                    "content-type" => content_type = value.trim().to_owned(),
+                    _ => {}
+                }
+            }
+        }
+        let mut body = vec![0; length.min(64 * 1024 * 1024)];
+        if reader.read_exact(&mut body).is_err() {
+            return;
+        }
+        let path = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+        sink.lock().expect("posts").push(OtlpPost { path, content_type, body });
+        let answer = "HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n";
+        if writer.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+    }
 }

@@ -25,7 +25,13 @@ fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Buckets) -> Val
         let linker = build_linker(&engine).expect("linker");
         let component = Component::from_file(&engine, component_path()).expect("component");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
-        let egress = EgressPolicy { allowed_authority: config.upstream_authority(), timeout: Duration::from_secs(5), metrics, trace: None };
+        let egress = EgressPolicy {
+            allowed_authority: config.upstream_authority(),
+            timeout: Duration::from_secs(5),
+            metrics,
+            trace: None,
+            spans: None,
+        };
         let vars = ComponentConfig::new(&config, Some("export-key".into())).variables();
         let state = RequestState::new(egress, vars, kv.clone(), 64 << 20);
         let mut store = Store::new(&engine, state);

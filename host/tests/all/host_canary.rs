@@ -112,7 +112,9 @@ fn a_canary_answering_worse_is_rolled_back_by_itself_under_load_without_failing_
     for _ in 0..60 {
         *statuses.entry(get(host.addr, "/_fixture/fail").status).or_default() += 1;
     }
-    assert!(statuses.get(&500).is_some_and(|n| *n >= 20), "the canary failed some requests: {statuses:?}");
+    // The judge counts the load's canary requests too, so it may act after any number of these failures.
+    assert!(statuses.get(&500).is_some_and(|n| *n >= 1), "the canary failed some requests: {statuses:?}");
+    assert_eq!(statuses.values().sum::<usize>(), statuses.get(&500).unwrap_or(&0) + statuses.get(&400).unwrap_or(&0));
     wait_until(Duration::from_secs(5), "the judge rolls the canary back", || canary(&host).is_null());
     assert_eq!(host.metric("stock_host_swaps_total{result=\"auto_rollback\"}"), 1.0);
     let history = get(host.admin, "/admin/component").json()["history"].as_array().expect("history").clone();

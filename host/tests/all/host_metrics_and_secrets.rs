@@ -168,3 +168,92 @@ fn a_traceparent_reaches_the_upstream_and_every_log_line_of_the_request() {
     let started = get(sim.addr, "/_sim/stats").json()["last_traceparent"].as_str().expect("traceparent").to_owned();
     assert!(!started.contains(TRACE) && started.len() == 55, "without one, the host starts a trace: {started}");
 }
+
+/// The spans in every export the collector received.
+fn exported_spans(
+    posts: &[OtlpPost],
+) -> Vec<(opentelemetry_proto::tonic::resource::v1::Resource, opentelemetry_proto::tonic::trace::v1::Span)> {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use prost::Message;
+    let mut spans = Vec::new();
+    for post in posts {
+        let export = ExportTraceServiceRequest::decode(post.body.as_slice()).expect("an OTLP protobuf export");
+        for resource_spans in export.resource_spans {
+            for scope_spans in resource_spans.scope_spans {
+                spans.extend(scope_spans.spans.into_iter().map(|span| (resource_spans.resource.clone().unwrap_or_default(), span)));
+            }
+        }
+    }
+    spans
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A string or integer attribute as text.
+fn attribute(attributes: &[opentelemetry_proto::tonic::common::v1::KeyValue], key: &str) -> Option<String> {
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
+    match attributes.iter().find(|kv| kv.key == key)?.value.as_ref()?.value.as_ref()? {
+        Value::StringValue(text) => Some(text.clone()),
+        Value::IntValue(number) => Some(number.to_string()),
+        other => Some(format!("{other:?}")),
+    }
+}
+
+#[test]
+fn traces_are_exported_over_otlp_linked_to_the_caller_and_flushed_at_exit() {
+    use opentelemetry_proto::tonic::trace::v1::span::SpanKind;
+    const TRACE: &str = "5bf92f3577b34da6a3ce929d0e0e4737";
+    const UNSAMPLED: &str = "6bf92f3577b34da6a3ce929d0e0e4738";
+    const CALLER: &str = "10f067aa0ba902b7";
+    let collector = OtlpReceiver::start();
+    let sim = Sim::start();
+    // A batch delay longer than the test: only the flush at exit can deliver these spans.
+    let endpoint = collector.endpoint();
+    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "600000")];
+    let mut host = Host::with_sim(&sim, "otlp-secret-key", &env);
+    let not_sampled = request_with(host.addr, "GET", "/IBM/7", &[("traceparent", &format!("00-{UNSAMPLED}-{CALLER}-00"))], b"");
+    assert_eq!(not_sampled.status, 200, "{}", not_sampled.body);
+    let reply = request_with(host.addr, "GET", "/MSFT/7", &[("traceparent", &format!("00-{TRACE}-{CALLER}-01"))], b"");
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    let upstream = get(sim.addr, "/_sim/stats").json()["last_traceparent"].as_str().expect("traceparent").to_owned();
+    let upstream_span = upstream.split('-').nth(2).expect("a span id").to_owned();
+    assert_eq!(get(host.addr, "/AAPL/7").status, 200, "a request without a traceparent starts a trace");
+    assert_eq!(get(host.addr, "/health").status, 200);
+    assert!(collector.posts().is_empty(), "spans are batched, not sent one by one");
+
+    host.process.terminate();
+    assert_eq!(host.process.wait_exit(Duration::from_secs(30)), Some(0), "{}", host.logs());
+    let posts = collector.posts();
+    assert!(!posts.is_empty(), "the queued spans were sent at exit:\n{}", host.logs());
+    for post in &posts {
+        assert_eq!((post.path.as_str(), post.content_type.as_str()), ("/v1/traces", "application/x-protobuf"));
+        assert!(!post.body.windows(b"otlp-secret-key".len()).any(|w| w == b"otlp-secret-key"), "the API key is in an export");
+    }
+    let spans = exported_spans(&posts);
+    let in_trace = |trace: &str| spans.iter().filter(|(_, s)| hex(&s.trace_id) == trace).collect::<Vec<_>>();
+    assert!(in_trace(UNSAMPLED).is_empty(), "a trace the caller did not sample is not exported");
+    assert!(spans.iter().all(|(_, s)| !s.name.contains("/health")), "probes are not traced");
+
+    let traced = in_trace(TRACE);
+    let (resource, server) = traced.iter().find(|(_, s)| s.kind == SpanKind::Server as i32).expect("a server span for the request");
+    assert_eq!(server.name, "GET /{symbol}/{days}");
+    assert_eq!(hex(&server.parent_span_id), CALLER, "the server span is the caller's child");
+    assert_eq!(attribute(&server.attributes, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attribute(&server.attributes, "url.path").as_deref(), Some("/MSFT/7"));
+    assert_eq!(attribute(&server.attributes, "stock.cache").as_deref(), Some("MISS"));
+    assert!(server.end_time_unix_nano > server.start_time_unix_nano);
+    assert_eq!(attribute(&resource.attributes, "service.name").as_deref(), Some("stock-host"));
+    let clients: Vec<_> = traced.iter().filter(|(_, s)| s.kind == SpanKind::Client as i32).collect();
+    assert_eq!(clients.len(), 1, "one upstream call: {clients:?}");
+    let client = &clients[0].1;
+    assert_eq!(hex(&client.span_id), upstream_span, "the client span is the one whose traceparent reached the upstream");
+    assert_eq!(hex(&client.parent_span_id), hex(&server.span_id), "the upstream call is the server span's child");
+    assert_eq!(attribute(&client.attributes, "http.response.status_code").as_deref(), Some("200"));
+    assert!(client.start_time_unix_nano >= server.start_time_unix_nano && client.end_time_unix_nano <= server.end_time_unix_nano);
+
+    let root =
+        spans.iter().find(|(_, s)| attribute(&s.attributes, "url.path").as_deref() == Some("/AAPL/7")).expect("the untraced request");
+    assert!(root.1.parent_span_id.is_empty(), "a trace this host started has a root span");
+}
