@@ -44,7 +44,7 @@ where
     let permit = acquire_slot(app, request.uri().path()).await?;
     let trace = request.extensions().get::<TraceContext>().cloned();
     let (sender, receiver) = oneshot::channel();
-    let task = tokio::spawn({
+    let work = Box::pin({
         let app = app.clone();
         async move {
             let _permit = permit;
@@ -67,7 +67,29 @@ where
         }
         .instrument(tracing::Span::current())
     });
-    await_response(app, receiver, task, app.request_timeout).await
+    let guest = start_guest(work).await;
+    await_response(app, receiver, guest, app.request_timeout).await
+}
+
+/// A guest call that finished on the connection's task, or the task it goes on running in.
+enum Guest {
+    Finished(Result<(), Failure>),
+    Running(tokio::task::JoinHandle<Result<(), Failure>>),
+}
+
+/// Polls the guest call once here: a call that needs no I/O (a cached read, the OpenAPI document)
+/// finishes in that poll, with no hand-off to another task and back. One that waits (an upstream
+/// call) continues in its own task, so a client that hangs up cannot cut it off half-way (a leader
+/// stopped mid-call would leave its single-flight ticket behind).
+async fn start_guest<F>(mut work: std::pin::Pin<Box<F>>) -> Guest
+where
+    F: Future<Output = Result<(), Failure>> + Send + 'static,
+{
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(work.as_mut().poll(cx))).await;
+    match first {
+        std::task::Poll::Ready(result) => Guest::Finished(result),
+        std::task::Poll::Pending => Guest::Running(tokio::spawn(work)),
+    }
 }
 
 /// A free instance slot for `path`'s symbol, waiting at most the request deadline.
@@ -149,22 +171,30 @@ where
 async fn await_response(
     app: &App,
     receiver: oneshot::Receiver<Result<Response<HyperOutgoingBody>, ErrorCode>>,
-    task: tokio::task::JoinHandle<Result<(), Failure>>,
+    guest: Guest,
     remaining: Duration,
 ) -> Result<Response<HostBody>, HostError> {
     // The task enforces the deadline; this wait only adds a margin so a wedged task cannot hold the client.
     match tokio::time::timeout(remaining + DEADLINE_MARGIN, receiver).await {
         Ok(Ok(Ok(response))) => Ok(buffer_small_body(response, remaining).await),
         Ok(Ok(Err(code))) => Err(HostError::Internal(format!("component answered with error code {code:?}"))),
-        Ok(Err(_)) => match task.await {
-            Ok(Err(Failure::Deadline)) => Err(HostError::Deadline(app.request_timeout.as_millis())),
-            Ok(Err(Failure::Trap(cause))) => Err(HostError::Trap(app.component_config.redact(&cause))),
-            Ok(Err(Failure::Internal(cause))) => Err(HostError::Internal(cause)),
-            Ok(Ok(())) => Err(HostError::Internal("component returned without a response".into())),
-            Err(join) => Err(HostError::Internal(format!("component task failed: {join}"))),
-        },
+        Ok(Err(_)) => {
+            let finished = match guest {
+                Guest::Finished(result) => Ok(result),
+                Guest::Running(task) => task.await,
+            };
+            match finished {
+                Ok(Err(Failure::Deadline)) => Err(HostError::Deadline(app.request_timeout.as_millis())),
+                Ok(Err(Failure::Trap(cause))) => Err(HostError::Trap(app.component_config.redact(&cause))),
+                Ok(Err(Failure::Internal(cause))) => Err(HostError::Internal(cause)),
+                Ok(Ok(())) => Err(HostError::Internal("component returned without a response".into())),
+                Err(join) => Err(HostError::Internal(format!("component task failed: {join}"))),
+            }
+        }
         Err(_) => {
-            task.abort();
+            if let Guest::Running(task) = guest {
+                task.abort();
+            }
             app.metrics.request_timeouts.inc();
             Err(HostError::Deadline(app.request_timeout.as_millis()))
         }

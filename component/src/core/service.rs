@@ -72,11 +72,11 @@ pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days
 }
 
 fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(Series, CacheStatus), Error> {
-    let cached = env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
+    let mut cached = env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
     let now = env.now_ms();
     let usable = |s: &Series| freshness(s.fetched_at_ms, now, settings.cache_ttl_ms);
-    if let Some(series) = cached.as_ref().filter(|s| usable(s) == Freshness::Fresh) {
-        return Ok((series.clone(), CacheStatus::Hit));
+    if let Some(series) = cached.take_if(|s| usable(s) == Freshness::Fresh) {
+        return Ok((series, CacheStatus::Hit));
     }
     let seen_at = cached.as_ref().map_or(0, |s| s.fetched_at_ms);
     let fetched = remembered_refusal(env, settings, symbol)
