@@ -108,7 +108,7 @@ async fn upload(app: &Arc<App>, request: Request<Incoming>) -> Result<Response<H
         .map_err(|_| HostError::TooLarge(MAX_COMPONENT_BYTES))?
         .to_bytes();
     match canary_percent(query.as_deref())? {
-        Some(percent) => outcome(swap::start_canary(app, body, percent, noticed).await),
+        Some(percent) => outcome(swap::start_canary(app, body, swap::Source::Admin, percent, noticed).await),
         None => outcome(swap::swap_bytes(app, body, Source::Admin, noticed).await),
     }
 }

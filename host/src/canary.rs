@@ -27,6 +27,8 @@ pub struct CanaryPolicy {
     pub p99_floor: Duration,
     /// Promote by itself after this long healthy (with enough requests); `None`: never.
     pub auto_promote_after: Option<Duration>,
+    /// A changed `COMPONENT` file starts a canary at this share instead of a full swap; `None`: full swap.
+    pub file_canary_percent: Option<u8>,
 }
 
 /// Upper bounds (ms) of the latency buckets used to estimate p99.
@@ -175,6 +177,7 @@ mod tests {
             max_p99_ratio: 2.0,
             p99_floor: Duration::from_millis(10),
             auto_promote_after: None,
+            file_canary_percent: None,
         }
     }
 

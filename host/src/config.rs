@@ -330,6 +330,9 @@ pub struct ServeConfig {
     /// Promote a healthy canary by itself after this long (`off`: only POST /admin/promote does).
     #[arg(long, env = "CANARY_AUTO_PROMOTE", default_value = "off", value_parser = parse_optional_duration)]
     pub canary_auto_promote: AutoPromote,
+    /// A changed COMPONENT file starts a canary at this percent (1-99) instead of a full swap.
+    #[arg(long, env = "CANARY_PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
+    pub canary_percent: Option<u8>,
     /// Log filter: a level (`info`, `debug`, ...: this service's own events at that level, everything
     /// else at info) or a full tracing directive list (`info,wasmtime_wasi_http=trace`).
     #[arg(long, env = "LOG_LEVEL", default_value = "info", value_parser = parse_log_level)]
@@ -376,6 +379,7 @@ impl ServeConfig {
             max_p99_ratio: self.canary_max_p99_ratio,
             p99_floor: self.canary_p99_floor,
             auto_promote_after: self.canary_auto_promote.0,
+            file_canary_percent: self.canary_percent,
         }
     }
 
@@ -461,6 +465,8 @@ mod tests {
             ("--circuit-breaker-timeout", "0", "CIRCUIT_BREAKER_TIMEOUT"),
             ("--otel-exporter-otlp-endpoint", "https://collector:4318", "OTEL_EXPORTER_OTLP_ENDPOINT"),
             ("--otel-exporter-otlp-protocol", "grpc", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+            ("--canary-percent", "100", "CANARY_PERCENT"),
+            ("--canary-percent", "0", "CANARY_PERCENT"),
         ] {
             let error = parse(&[flag, value]).expect_err("invalid");
             assert!(error.to_string().contains(variable), "{flag}: {error}");

@@ -274,7 +274,7 @@ impl CanaryJudge {
                 match canary::judge(&stable, &candidate, running.since.elapsed(), &app.canary_policy) {
                     canary::Verdict::Wait => {}
                     canary::Verdict::Rollback(reason) => {
-                        swap::end_canary(&app, swap::SwapResult::AutoRollback, Some(reason)).await;
+                        swap::end_canary(&app, swap::SwapResult::AutoRollback, swap::Source::CanaryJudge, Some(reason)).await;
                     }
                     canary::Verdict::Promote => {
                         swap::promote(&app, swap::Source::CanaryJudge).await;

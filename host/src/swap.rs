@@ -188,8 +188,8 @@ pub async fn swap_bytes(app: &Arc<App>, bytes: Bytes, source: Source, noticed: I
 
 /// Checks `bytes` exactly as a swap does, then lets it take `percent` % of new requests as a canary
 /// (replacing any canary already running) instead of all of them.
-pub async fn start_canary(app: &Arc<App>, bytes: Bytes, percent: u8, noticed: Instant) -> SwapRecord {
-    change(app, bytes, Source::Admin, noticed, Some(percent)).await
+pub async fn start_canary(app: &Arc<App>, bytes: Bytes, source: Source, percent: u8, noticed: Instant) -> SwapRecord {
+    change(app, bytes, source, noticed, Some(percent)).await
 }
 
 async fn change(app: &Arc<App>, bytes: Bytes, source: Source, noticed: Instant, canary: Option<u8>) -> SwapRecord {
@@ -249,7 +249,7 @@ pub async fn promote(app: &Arc<App>, source: Source) -> Option<SwapRecord> {
 }
 
 /// Drops the canary at once; the stable build takes all traffic again. `reason` is what the judge saw.
-pub async fn end_canary(app: &Arc<App>, result: SwapResult, reason: Option<String>) -> Option<SwapRecord> {
+pub async fn end_canary(app: &Arc<App>, result: SwapResult, source: Source, reason: Option<String>) -> Option<SwapRecord> {
     let noticed = Instant::now();
     let _one_at_a_time = app.swaps.lock.lock().await;
     let canary = app.canary.swap(None)?;
@@ -258,7 +258,6 @@ pub async fn end_canary(app: &Arc<App>, result: SwapResult, reason: Option<Strin
     if let Some(reason) = &reason {
         tracing::warn!(version = %canary.build.version, %reason, "canary rolled back by the judge");
     }
-    let source = if result == SwapResult::Rollback { Source::Rollback } else { Source::CanaryJudge };
     let mut record = finish(app, source, noticed, Some(canary.build.version.clone()), &running, Err(result), None);
     record.step = reason.as_ref().map(|_| "canary-judgment");
     record.reason = reason;
@@ -277,7 +276,7 @@ fn retire_canary(app: &App, build: &Arc<LoadedComponent>, running: &Arc<LoadedCo
 /// compiled, so instant).
 pub async fn rollback(app: &Arc<App>) -> Option<SwapRecord> {
     if app.canary.load().is_some()
-        && let Some(record) = end_canary(app, SwapResult::Rollback, None).await
+        && let Some(record) = end_canary(app, SwapResult::Rollback, Source::Rollback, None).await
     {
         return Some(record);
     }

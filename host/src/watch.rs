@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::App;
-use crate::swap::{self, Source};
+use crate::swap::{self, Source, SwapResult};
 
 /// The safety-net poll: catches changes the filesystem did not report (network volumes, missed events).
 pub const POLL_EVERY: Duration = Duration::from_secs(10);
@@ -65,13 +65,26 @@ impl ComponentWatcher {
                 };
                 let Some(bytes) = settled(&path).await else { continue };
                 let digest = crate::engine::digest(&bytes);
-                // Act once per distinct file content: a rejected file is not retried until it changes.
-                if digest == last_seen || digest == app.component().digest {
-                    last_seen = digest;
+                // Act once per distinct file content: a rejected (or rolled back) file is not retried until it changes.
+                if digest == last_seen {
                     continue;
                 }
-                last_seen = digest;
-                swap::swap_bytes(&app, bytes, Source::File, noticed).await;
+                last_seen = digest.clone();
+                let canary = app.canary.load_full();
+                match (app.canary_policy.file_canary_percent, canary) {
+                    // The file went back to the stable build while its canary runs: the rollout is withdrawn.
+                    (_, Some(_)) if digest == app.component().digest => {
+                        swap::end_canary(&app, SwapResult::Rollback, Source::File, None).await;
+                    }
+                    _ if digest == app.component().digest => {}
+                    (_, Some(canary)) if canary.build.digest == digest => {}
+                    (Some(percent), _) => {
+                        swap::start_canary(&app, bytes, Source::File, percent, noticed).await;
+                    }
+                    (None, _) => {
+                        swap::swap_bytes(&app, bytes, Source::File, noticed).await;
+                    }
+                }
             }
         });
         Self { task, _watcher: watcher }

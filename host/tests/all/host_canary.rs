@@ -128,3 +128,66 @@ fn a_canary_answering_worse_is_rolled_back_by_itself_under_load_without_failing_
     assert!(ok > 50, "the load ran: {ok}");
     assert!(failed.is_empty(), "ordinary requests failed during the canary: {failed:?}");
 }
+
+fn last_attempt(host: &Host) -> (String, String) {
+    let history = get(host.admin, "/admin/component").json()["history"].as_array().expect("history").clone();
+    let last = history.last().expect("an attempt");
+    (last["source"].as_str().unwrap_or_default().to_owned(), last["result"].as_str().unwrap_or_default().to_owned())
+}
+
+#[test]
+fn with_canary_percent_a_changed_file_starts_a_canary_and_reverting_the_file_drops_it() {
+    let release = std::fs::read(component_path()).expect("component");
+    let marked = with_custom_section(&release, "stock-file-canary-build");
+    let (stable, candidate) = (stock_host::engine::short_version(&release), stock_host::engine::short_version(&marked));
+    let mut volume = ConfigMapDir::new("file-canary", &release);
+    let sim = Sim::start();
+    let component = volume.path();
+    let host = Host::with_sim(&sim, "file-canary-key", &[("COMPONENT", component.to_str().expect("utf-8")), ("CANARY_PERCENT", "30")]);
+    volume.publish(&marked);
+    wait_until(Duration::from_secs(15), "the file change starts a canary", || {
+        canary(&host)["version"].as_str() == Some(candidate.as_str())
+    });
+    assert_eq!(canary(&host)["percent"].as_u64(), Some(30));
+    assert_eq!(last_attempt(&host), ("file".into(), "canary".into()));
+    let seen = versions(&host, "/MSFT/7", 200, &[]);
+    let share = seen.get(&candidate).copied().unwrap_or(0);
+    assert!((40..=80).contains(&share), "the canary takes about 30 % of 200 requests, not all: {seen:?}");
+
+    volume.publish(&release);
+    wait_until(Duration::from_secs(15), "reverting the file drops the canary", || canary(&host).is_null());
+    assert_eq!(last_attempt(&host), ("file".into(), "rollback".into()));
+    assert_eq!(versions(&host, "/MSFT/7", 20, &[]).get(&stable), Some(&20), "the stable build takes everything again");
+}
+
+#[test]
+fn a_file_canary_with_auto_promotion_becomes_the_only_build_after_a_healthy_period() {
+    let release = std::fs::read(component_path()).expect("component");
+    let marked = with_custom_section(&release, "stock-file-promoted-build");
+    let candidate = stock_host::engine::short_version(&marked);
+    let mut volume = ConfigMapDir::new("file-promote", &release);
+    let sim = Sim::start();
+    let component = volume.path();
+    let env = [
+        ("COMPONENT", component.to_str().expect("utf-8")),
+        ("CANARY_PERCENT", "50"),
+        ("CANARY_AUTO_PROMOTE", "1s"),
+        ("CANARY_MIN_REQUESTS", "20"),
+    ];
+    let host = Host::with_sim(&sim, "file-promote-key", &env);
+    volume.publish(&marked);
+    wait_until(Duration::from_secs(15), "the file change starts a canary", || {
+        canary(&host)["version"].as_str() == Some(candidate.as_str())
+    });
+    let mut sent = 0;
+    wait_until(Duration::from_secs(15), "the healthy canary is promoted by the judge", || {
+        if sent < 2_000 {
+            versions(&host, "/MSFT/7", 10, &[]);
+            sent += 10;
+        }
+        canary(&host).is_null()
+    });
+    assert_eq!(last_attempt(&host), ("canary-judge".into(), "ok".into()));
+    assert_eq!(get(host.admin, "/admin/component").json()["running"]["version"].as_str(), Some(candidate.as_str()));
+    assert_eq!(versions(&host, "/MSFT/7", 20, &[]).get(&candidate), Some(&20), "the promoted build takes everything");
+}
