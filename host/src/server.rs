@@ -298,7 +298,9 @@ async fn traffic_request(app: Arc<App>, mut request: Request<Incoming>) -> Respo
         _ => {}
     }
     let elapsed = started.elapsed();
-    if let Some((canary, to_canary)) = &canary {
+    // Only answers a build gave count toward judging it: /health and /docs are the host's own.
+    let answered_by_build = target_is_path && !(host_owned && matches!(route, "/health" | "/docs"));
+    if let Some((canary, to_canary)) = canary.as_ref().filter(|_| answered_by_build) {
         let stats = if *to_canary { &canary.candidate } else { &canary.stable };
         stats.record(status, elapsed);
     }

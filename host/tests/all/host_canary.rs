@@ -32,6 +32,9 @@ fn a_canary_takes_its_share_and_promotion_makes_it_the_only_build() {
     assert_eq!((started.status, started.json()["result"].as_str()), (200, Some("canary")), "{}", started.body);
     let seen = versions(&host, "/MSFT/7", 1000, &[]);
     let share = seen.get(&candidate).copied().unwrap_or(0);
+    for _ in 0..20 {
+        assert_eq!(get(host.addr, "/health").status, 200, "the host answers /health itself: no build is judged by it");
+    }
     assert!((150..=250).contains(&share), "the canary's share of 1,000 requests is within 15-25 %: {seen:?}");
     assert_eq!(share + seen.get(&stable).copied().unwrap_or(0), 1000, "every answer came from one of the two builds");
     let state = canary(&host);
