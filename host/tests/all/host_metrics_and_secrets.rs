@@ -211,7 +211,13 @@ fn traces_are_exported_over_otlp_linked_to_the_caller_and_flushed_at_exit() {
     let sim = Sim::start();
     // A batch delay longer than the test: only the flush at exit can deliver these spans.
     let endpoint = collector.endpoint();
-    let env = [("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()), ("OTEL_BSP_SCHEDULE_DELAY", "600000")];
+    // The exporter honours proxy variables, as HTTP clients do; the collector here is on loopback.
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
+        ("NO_PROXY", "127.0.0.1,localhost"),
+        ("no_proxy", "127.0.0.1,localhost"),
+    ];
     let mut host = Host::with_sim(&sim, "otlp-secret-key", &env);
     let not_sampled = request_with(host.addr, "GET", "/IBM/7", &[("traceparent", &format!("00-{UNSAMPLED}-{CALLER}-00"))], b"");
     assert_eq!(not_sampled.status, 200, "{}", not_sampled.body);
