@@ -333,6 +333,7 @@ async fn keyvalue_buckets(config: &ServeConfig, metrics: &Arc<Metrics>) -> anyho
     let settings = RedisSettings {
         url: url.clone(),
         password,
+        password_file: config.kv_password_file.clone(),
         prefix: config.kv_prefix.clone(),
         timeout: config.kv_timeout,
         cache_expiry: config.kv_cache_expiry,

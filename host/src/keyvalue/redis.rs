@@ -3,11 +3,12 @@
 //! bucket serves from its local in-memory twin (said once in the log, `stock_host_kv_fallback` = 1)
 //! and a prober brings it back to Redis on its own once Redis answers again.
 
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use arc_swap::ArcSwapOption;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinHandle;
 
@@ -24,6 +25,9 @@ pub struct RedisSettings {
     pub url: String,
     /// From KV_PASSWORD_FILE; overrides one in the URL.
     pub password: Option<String>,
+    /// KV_PASSWORD_FILE itself: re-read while Redis refuses or is unreachable, so a rotated password
+    /// (Secret volume) is picked up without a restart.
+    pub password_file: Option<PathBuf>,
     /// Prefix of every key (KV_PREFIX), before the bucket's name.
     pub prefix: String,
     /// Deadline of one operation (KV_TIMEOUT).
@@ -34,7 +38,11 @@ pub struct RedisSettings {
 
 /// The connection shared by both buckets, and whether it is usable.
 pub struct RedisLink {
-    client: redis::Client,
+    /// `KV_URL` as given (a password in it applies when no file overrides it).
+    base: redis::ConnectionInfo,
+    password_file: Option<PathBuf>,
+    password: Mutex<Option<String>>,
+    client: ArcSwap<redis::Client>,
     conn: ArcSwapOption<ConnectionManager>,
     healthy: AtomicBool,
     timeout: Duration,
@@ -46,16 +54,15 @@ pub struct RedisLink {
 impl RedisLink {
     /// Parses the settings; connects later ([`RedisLink::connect`]).
     pub fn new(settings: &RedisSettings, metrics: Arc<Metrics>) -> Result<Arc<Self>, String> {
-        let mut info = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(|e| e.to_string())?;
-        let endpoint = info.addr().to_string();
-        if let Some(password) = &settings.password {
-            let redis_settings = info.redis_settings().clone().set_password(password.clone());
-            info = info.set_redis_settings(redis_settings);
-        }
-        let client = redis::Client::open(info).map_err(|e| e.to_string())?;
+        let base = redis::IntoConnectionInfo::into_connection_info(settings.url.as_str()).map_err(|e| e.to_string())?;
+        let endpoint = base.addr().to_string();
+        let client = client_for(&base, settings.password.as_deref())?;
         metrics.kv_fallback.set(1);
         Ok(Arc::new(Self {
-            client,
+            base,
+            password_file: settings.password_file.clone(),
+            password: Mutex::new(settings.password.clone()),
+            client: ArcSwap::from_pointee(client),
             conn: ArcSwapOption::empty(),
             healthy: AtomicBool::new(false),
             timeout: settings.timeout,
@@ -64,8 +71,33 @@ impl RedisLink {
         }))
     }
 
+    /// Re-reads KV_PASSWORD_FILE; a changed password replaces the client and drops the connection, so
+    /// the next connect authenticates with it. An unreadable or empty file keeps the password in use.
+    fn reload_password(&self) {
+        let Some(path) = &self.password_file else { return };
+        let fresh = match crate::secrets::read_key_file(path) {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) | Err(_) => return,
+        };
+        let mut current = self.password.lock().unwrap_or_else(|p| p.into_inner());
+        if current.as_deref() == Some(fresh.as_str()) {
+            return;
+        }
+        crate::secrets::remember_secret(&fresh);
+        match client_for(&self.base, Some(&fresh)) {
+            Ok(client) => {
+                self.client.store(Arc::new(client));
+                self.conn.store(None);
+                *current = Some(fresh);
+                tracing::info!(redis = %self.endpoint, "keyvalue: KV_PASSWORD_FILE changed; connecting with the new password");
+            }
+            Err(error) => tracing::warn!(redis = %self.endpoint, %error, "keyvalue: the new KV_PASSWORD_FILE password cannot be used"),
+        }
+    }
+
     /// Connects (or checks the connection) once; true when Redis answered.
     pub async fn connect(&self) -> bool {
+        self.reload_password();
         let conn = match self.conn.load_full() {
             Some(conn) => (*conn).clone(),
             None => {
@@ -73,7 +105,8 @@ impl RedisLink {
                     .set_connection_timeout(Some(self.timeout))
                     .set_response_timeout(Some(self.timeout))
                     .set_number_of_retries(1);
-                match tokio::time::timeout(self.timeout * 4, self.client.get_connection_manager_with_config(config)).await {
+                let client = self.client.load_full();
+                match tokio::time::timeout(self.timeout * 4, client.get_connection_manager_with_config(config)).await {
                     Ok(Ok(conn)) => {
                         self.conn.store(Some(Arc::new(conn.clone())));
                         conn
@@ -133,6 +166,16 @@ impl RedisLink {
             }
         }
     }
+}
+
+/// A client for `base`, with `password` (from KV_PASSWORD_FILE) instead of any in the URL.
+fn client_for(base: &redis::ConnectionInfo, password: Option<&str>) -> Result<redis::Client, String> {
+    let mut info = base.clone();
+    if let Some(password) = password {
+        let redis_settings = info.redis_settings().clone().set_password(password);
+        info = info.set_redis_settings(redis_settings);
+    }
+    redis::Client::open(info).map_err(|e| e.to_string())
 }
 
 /// Keeps probing Redis while the host is on its local store; stops when dropped.

@@ -439,12 +439,18 @@ impl Host {
 pub struct RedisServer {
     pub process: Option<Process>,
     pub port: u16,
+    args: Vec<String>,
 }
 
 impl RedisServer {
     /// Starts redis-server on a free port and waits until it accepts connections.
     pub fn start() -> Self {
-        let mut this = Self { process: None, port: free_port() };
+        Self::start_with(&[])
+    }
+
+    /// Starts redis-server with extra arguments (e.g. `--requirepass`), kept for restarts.
+    pub fn start_with(args: &[&str]) -> Self {
+        let mut this = Self { process: None, port: free_port(), args: args.iter().map(|a| (*a).to_owned()).collect() };
         this.restart();
         this
     }
@@ -463,6 +469,7 @@ impl RedisServer {
     pub fn restart(&mut self) {
         let mut command = Command::new("redis-server");
         command.args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]);
+        command.args(&self.args);
         let process = Process::spawn("redis-server", command);
         self.process = Some(process);
         wait_for_port(format!("127.0.0.1:{}", self.port).parse().expect("addr"), Duration::from_secs(10));

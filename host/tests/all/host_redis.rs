@@ -26,6 +26,7 @@ fn the_redis_backend_keeps_the_same_store_contract_as_memory() {
         let settings = RedisSettings {
             url: redis.url(),
             password: None,
+            password_file: None,
             prefix: "contract:".into(),
             timeout: Duration::from_millis(500),
             cache_expiry: Duration::from_secs(3600),
@@ -96,4 +97,41 @@ fn a_redis_outage_costs_no_5xx_and_sharing_comes_back_on_its_own() {
     assert_eq!(get(a.addr, "/TSLA/3").header("x-cache"), Some("MISS"));
     assert_eq!(get(b.addr, "/TSLA/3").header("x-cache"), Some("HIT"), "shared again");
     assert_eq!(sim.calls_for("TSLA"), before + 1);
+}
+
+#[test]
+fn a_rotated_kv_password_file_is_picked_up_without_a_restart() {
+    const OLD: &str = "old-redis-password-4711";
+    const NEW: &str = "new-redis-password-0815";
+    let redis = RedisServer::start_with(&["--requirepass", OLD]);
+    let dir = TempDir::new("kv-password");
+    let password_file = dir.0.join("password");
+    std::fs::write(&password_file, format!("{OLD}\n")).expect("password file");
+    let sim = Sim::start();
+    let url = redis.url();
+    let env = [("KV_URL", url.as_str()), ("KV_PASSWORD_FILE", password_file.to_str().expect("utf-8"))];
+    let host = Host::with_sim(&sim, "rotation-key", &env);
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    assert_eq!(host.metric("stock_host_kv_fallback"), 0.0, "the old password opens Redis");
+
+    // Rotate as an operator would: Redis first, then the Secret; then every connection is dropped.
+    let admin = redis::Client::open(format!("redis://:{OLD}@127.0.0.1:{}", redis.port)).expect("client");
+    let mut admin = admin.get_connection().expect("the old password works before the rotation");
+    redis::cmd("CONFIG").arg("SET").arg("requirepass").arg(NEW).exec(&mut admin).expect("CONFIG SET requirepass");
+    std::fs::write(&password_file, format!("{NEW}\n")).expect("rotated password file");
+    redis::cmd("CLIENT").arg("KILL").arg("TYPE").arg("normal").exec(&mut admin).expect("CLIENT KILL");
+
+    let mut served = 0;
+    wait_until(Duration::from_secs(15), "the host is back on Redis with the new password", || {
+        served += 1;
+        assert_eq!(get(host.addr, &format!("/IBM/{}", served % 9 + 1)).status, 200, "no request fails during the rotation");
+        host.metric("stock_host_kv_fallback") == 0.0 && host.logs().contains("KV_PASSWORD_FILE changed")
+    });
+    assert_eq!(get(host.addr, "/AAPL/7").status, 200);
+    let fresh = redis::Client::open(format!("redis://:{NEW}@127.0.0.1:{}", redis.port)).expect("client");
+    let mut fresh = fresh.get_connection().expect("the new password works");
+    let keys: Vec<String> = redis::cmd("KEYS").arg("stock:*AAPL*").query(&mut fresh).expect("KEYS");
+    assert!(!keys.is_empty(), "a series fetched after the rotation is in Redis: the host writes with the new password");
+    let logs = host.logs();
+    assert!(!logs.contains(OLD) && !logs.contains(NEW), "no password in the log");
 }
