@@ -78,8 +78,7 @@ struct CallSpan {
     span_id: String,
     started: SystemTime,
     method: String,
-    host: String,
-    port: u16,
+    address: String,
     scheme: String,
 }
 
@@ -97,11 +96,12 @@ impl Drop for CallRecord {
 impl CallSpan {
     fn finish(self, outcome: &'static str, status: Option<u16>) {
         use opentelemetry::KeyValue;
-        // The path and host only: the query carries the API key.
+        // Host and port, never the URL: its query carries the API key.
+        let (host, port) = self.address.rsplit_once(':').unwrap_or((self.address.as_str(), ""));
         let mut attributes = vec![
             KeyValue::new("http.request.method", self.method.clone()),
-            KeyValue::new("server.address", self.host),
-            KeyValue::new("server.port", i64::from(self.port)),
+            KeyValue::new("server.address", host.trim_matches(['[', ']']).to_owned()),
+            KeyValue::new("server.port", port.parse::<i64>().unwrap_or_default()),
             KeyValue::new("url.scheme", self.scheme),
             KeyValue::new("stock.upstream.outcome", outcome),
         ];
@@ -150,8 +150,8 @@ impl WasiHttpHooks for EgressPolicy {
                 span_id,
                 started: SystemTime::now(),
                 method: request.method().to_string(),
-                host: request.uri().host().unwrap_or_default().to_owned(),
-                port: request.uri().port_u16().unwrap_or(if request.uri().scheme_str() == Some("https") { 443 } else { 80 }),
+                // `host:port` as the allowlist parsed it (default port filled in): one parser for both.
+                address: self.allowed_authority.clone(),
                 scheme: request.uri().scheme_str().unwrap_or("http").to_owned(),
             });
         }

@@ -257,6 +257,8 @@ fn traces_are_exported_over_otlp_linked_to_the_caller_and_flushed_at_exit() {
     assert_eq!(hex(&client.span_id), upstream_span, "the client span is the one whose traceparent reached the upstream");
     assert_eq!(hex(&client.parent_span_id), hex(&server.span_id), "the upstream call is the server span's child");
     assert_eq!(attribute(&client.attributes, "http.response.status_code").as_deref(), Some("200"));
+    assert_eq!(attribute(&client.attributes, "server.address").as_deref(), Some("127.0.0.1"));
+    assert_eq!(attribute(&client.attributes, "server.port"), Some(sim.addr.port().to_string()));
     assert!(client.start_time_unix_nano >= server.start_time_unix_nano && client.end_time_unix_nano <= server.end_time_unix_nano);
 
     let root =
