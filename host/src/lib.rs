@@ -184,7 +184,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (kv, _redis_prober) = keyvalue_buckets(&config, &metrics).await?;
     let spans = match config.span_export() {
         Some(settings) => {
-            let export = SpanExport::start(&settings)?;
+            let export = SpanExport::start(&settings, metrics.trace_spans.clone())?;
             tracing::info!(endpoint = %settings.traces_url, service = %settings.service_name, "exporting traces over OTLP/HTTP");
             Some(Arc::new(export))
         }

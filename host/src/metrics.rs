@@ -55,6 +55,9 @@ pub const OPEN_CONNECTIONS: &str = "stock_host_open_connections";
 /// Connections answered 503 and closed because MAX_CONNECTIONS were open.
 pub const CONNECTIONS_SHED_TOTAL: &str = "stock_host_connections_shed_total";
 
+/// Spans handed to the OTLP collector, by result (exported, failed); only with trace export on.
+pub const TRACE_SPANS_TOTAL: &str = "stock_host_trace_spans_total";
+
 /// Label: route template.
 pub const LABEL_ROUTE: &str = "route";
 /// Label: HTTP status code.
@@ -125,6 +128,8 @@ pub struct Metrics {
     pub open_connections: IntGauge,
     /// See [`CONNECTIONS_SHED_TOTAL`].
     pub connections_shed: IntCounter,
+    /// See [`TRACE_SPANS_TOTAL`].
+    pub trace_spans: IntCounterVec,
 }
 
 /// Histogram buckets for request and upstream latencies (seconds).
@@ -202,6 +207,11 @@ impl Metrics {
             quota_limit: gauge(UPSTREAM_QUOTA_LIMIT, "Upstream calls allowed per UTC day (0 = unlimited).")?,
             open_connections: gauge(OPEN_CONNECTIONS, "Open connections on the traffic port.")?,
             connections_shed: counter(CONNECTIONS_SHED_TOTAL, "Connections answered 503 and closed: MAX_CONNECTIONS were open.")?,
+            trace_spans: counter_vec(
+                TRACE_SPANS_TOTAL,
+                "Spans sent to the OTLP collector, by result (exported, failed).",
+                &[LABEL_RESULT],
+            )?,
             registry,
         };
         metrics.touch_known_labels();

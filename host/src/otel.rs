@@ -13,7 +13,9 @@ use opentelemetry::trace::{SpanContext, SpanId, SpanKind, Status, TraceFlags, Tr
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanLinks, SpanProcessor};
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor};
+use prometheus::IntCounterVec;
 
 use crate::trace::TraceContext;
 
@@ -103,14 +105,14 @@ impl std::fmt::Debug for SpanExport {
 impl SpanExport {
     /// Starts the exporter (headers, timeout and batching follow the standard `OTEL_EXPORTER_OTLP_*`
     /// and `OTEL_BSP_*` variables); nothing is sent until a span ends.
-    pub fn start(settings: &ExportSettings) -> anyhow::Result<Self> {
+    pub fn start(settings: &ExportSettings, counted_in: IntCounterVec) -> anyhow::Result<Self> {
         let exporter = opentelemetry_otlp::SpanExporter::builder()
             .with_http()
             .with_protocol(Protocol::HttpBinary)
             .with_endpoint(settings.traces_url.clone())
             .build()
             .with_context(|| format!("cannot start the OTLP exporter for {}", settings.traces_url))?;
-        let mut processor = BatchSpanProcessor::builder(exporter).build();
+        let mut processor = BatchSpanProcessor::builder(CountingExporter { inner: exporter, counted_in }).build();
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
@@ -151,6 +153,35 @@ impl SpanExport {
         if let Err(error) = self.processor.shutdown_with_timeout(within) {
             tracing::warn!(error = %error, "spans queued at shutdown were not all exported");
         }
+    }
+}
+
+/// Counts each batch's spans as exported or failed (`stock_host_trace_spans_total`), so a collector
+/// that stopped taking spans shows on the dashboard and not only in the log.
+#[derive(Debug)]
+struct CountingExporter<E> {
+    inner: E,
+    counted_in: IntCounterVec,
+}
+
+impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = u64::try_from(batch.len()).unwrap_or(u64::MAX);
+        let result = self.inner.export(batch).await;
+        self.counted_in.with_label_values(&[if result.is_ok() { "exported" } else { "failed" }]).inc_by(spans);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
     }
 }
 

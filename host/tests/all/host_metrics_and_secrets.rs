@@ -265,3 +265,32 @@ fn traces_are_exported_over_otlp_linked_to_the_caller_and_flushed_at_exit() {
         spans.iter().find(|(_, s)| attribute(&s.attributes, "url.path").as_deref() == Some("/AAPL/7")).expect("the untraced request");
     assert!(root.1.parent_span_id.is_empty(), "a trace this host started has a root span");
 }
+
+#[test]
+fn spans_sent_to_the_collector_and_failed_exports_are_counted() {
+    let collector = OtlpReceiver::start();
+    let sim = Sim::start();
+    let endpoint = collector.endpoint();
+    let quick = [("OTEL_BSP_SCHEDULE_DELAY", "100"), ("NO_PROXY", "127.0.0.1,localhost"), ("no_proxy", "127.0.0.1,localhost")];
+    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str())];
+    env.extend_from_slice(&quick);
+    let host = Host::with_sim(&sim, "counted-key", &env);
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    let exported = "stock_host_trace_spans_total{result=\"exported\"}";
+    wait_until(Duration::from_secs(15), "the request's two spans are counted as exported", || {
+        sample_value(&host.metrics(), exported).is_some_and(|n| n >= 2.0)
+    });
+    assert!(!collector.posts().is_empty());
+
+    // Nothing listens on this port: every export fails (after the exporter's own retries).
+    let nowhere = format!("http://127.0.0.1:{}", free_port());
+    let mut env = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", nowhere.as_str())];
+    env.extend_from_slice(&quick);
+    let unreachable = Host::with_sim(&sim, "counted-key", &env);
+    assert_eq!(get(unreachable.addr, "/IBM/7").status, 200, "an unreachable collector costs requests nothing");
+    let failed = "stock_host_trace_spans_total{result=\"failed\"}";
+    wait_until(Duration::from_secs(30), "the failed export is counted", || {
+        sample_value(&unreachable.metrics(), failed).is_some_and(|n| n >= 2.0)
+    });
+    assert_eq!(sample_value(&unreachable.metrics(), exported), None, "nothing was exported");
+}
