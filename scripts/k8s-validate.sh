@@ -289,6 +289,26 @@ def quantity_bytes(text):  # Kubernetes quantities: 128Mi, 1G, ...
     return int(m.group(1)) * {None: 1, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2)]
 
 
+def hardening_problems(containers, psc, identity):
+    """What each container lacks of the hardening both workloads share, plus `identity` (name -> check of the
+    effective value lookup): effective values are the container's, else the pod's."""
+    problems = []
+    for c in containers:
+        sc = c.get("securityContext", {})
+        eff = lambda k, sc=sc: sc.get(k, psc.get(k))
+        want = {"runAsNonRoot": eff("runAsNonRoot") is True}
+        want.update({label: check(eff) for label, check in identity.items()})
+        want.update({
+            "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
+            "allowPrivilegeEscalation false": sc.get("allowPrivilegeEscalation") is False,
+            "capabilities drop ALL": "ALL" in sc.get("capabilities", {}).get("drop", []),
+            "seccompProfile RuntimeDefault": (eff("seccompProfile") or {}).get("type") == "RuntimeDefault",
+            "not privileged": not sc.get("privileged", False),
+        })
+        problems += [f"{c['name']}: {k}" for k, v in want.items() if not v]
+    return problems
+
+
 def redis_checks(name, by_kind, rdep, hdep, env, kv):
     """The in-cluster Redis of k8s/components/redis, and how stock-host reaches it. Returns redis-server's args."""
     rpod = rdep["spec"]["template"]["spec"]
@@ -369,20 +389,9 @@ def redis_checks(name, by_kind, rdep, hdep, env, kv):
 
     # securityContext: non-root (any uid but 0), read-only root, no privilege escalation, drop ALL, RuntimeDefault.
     psc = rpod.get("securityContext", {})
-    problems = []
-    for c in rpod.get("containers", []) + rpod.get("initContainers", []):
-        sc = c.get("securityContext", {})
-        eff = lambda k: sc.get(k, psc.get(k))
-        want = {
-            "runAsNonRoot": eff("runAsNonRoot") is True,
-            "runAsUser not 0": isinstance(eff("runAsUser"), int) and eff("runAsUser") > 0,
-            "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
-            "allowPrivilegeEscalation false": sc.get("allowPrivilegeEscalation") is False,
-            "capabilities drop ALL": "ALL" in sc.get("capabilities", {}).get("drop", []),
-            "seccompProfile RuntimeDefault": (eff("seccompProfile") or {}).get("type") == "RuntimeDefault",
-            "not privileged": not sc.get("privileged", False),
-        }
-        problems += [f"{c['name']}: {k}" for k, v in want.items() if not v]
+    problems = hardening_problems(rpod.get("containers", []) + rpod.get("initContainers", []), psc, {
+        "runAsUser not 0": lambda eff: isinstance(eff("runAsUser"), int) and eff("runAsUser") > 0,
+    })
     sc = redis_c.get("securityContext", {})
     say(not problems, name, "redis securityContext", ("missing " + ", ".join(problems)) if problems else
         f"non-root {sc.get('runAsUser', psc.get('runAsUser'))}:{sc.get('runAsGroup', psc.get('runAsGroup'))}, read-only root, "
@@ -523,22 +532,10 @@ def run_checks(name, docs):
             f"{size} bytes ({size / MIB:.0%} of 1 MiB, {MIB - size} bytes left) under binaryData; version {build_sha[:12]}")
 
     # securityContext: effective values (the container's, else the pod's) for every container.
-    psc = pod.get("securityContext", {})
-    problems = []
-    for c in containers:
-        sc = c.get("securityContext", {})
-        eff = lambda k: sc.get(k, psc.get(k))
-        want = {
-            "runAsNonRoot": eff("runAsNonRoot") is True,
-            "runAsUser 65532": eff("runAsUser") == 65532,
-            "runAsGroup 65532": eff("runAsGroup") == 65532,
-            "readOnlyRootFilesystem": sc.get("readOnlyRootFilesystem") is True,
-            "allowPrivilegeEscalation false": sc.get("allowPrivilegeEscalation") is False,
-            "capabilities drop ALL": "ALL" in sc.get("capabilities", {}).get("drop", []),
-            "seccompProfile RuntimeDefault": (eff("seccompProfile") or {}).get("type") == "RuntimeDefault",
-            "not privileged": not sc.get("privileged", False),
-        }
-        problems += [f"{c['name']}: {k}" for k, v in want.items() if not v]
+    problems = hardening_problems(containers, pod.get("securityContext", {}), {
+        "runAsUser 65532": lambda eff: eff("runAsUser") == 65532,
+        "runAsGroup 65532": lambda eff: eff("runAsGroup") == 65532,
+    })
     say(not problems, name, "securityContext", ("missing " + ", ".join(problems)) if problems else
         f"{len(containers)} container(s): non-root 65532:65532, read-only root, no privilege escalation, drop ALL, RuntimeDefault")
 
