@@ -70,14 +70,15 @@ impl ComponentWatcher {
                     continue;
                 }
                 last_seen = digest.clone();
-                let canary = app.canary.load_full();
-                match (app.canary_policy.file_canary_percent, canary) {
-                    // The file went back to the stable build while its canary runs: the rollout is withdrawn.
-                    (_, Some(_)) if digest == app.component().digest => {
+                // Without CANARY_PERCENT the file decides everything, as a swap: the file holding the canary's
+                // build promotes it. With it, the file starts canaries and putting the stable build back drops one.
+                let stable = app.component();
+                match (app.canary_policy.file_canary_percent, app.canary.load_full()) {
+                    (Some(_), Some(_)) if digest == stable.digest => {
                         swap::end_canary(&app, SwapResult::Rollback, Source::File, None).await;
                     }
-                    _ if digest == app.component().digest => {}
-                    (_, Some(canary)) if canary.build.digest == digest => {}
+                    (Some(_), Some(canary)) if canary.build.digest == digest => {}
+                    _ if digest == stable.digest => {}
                     (Some(percent), _) => {
                         swap::start_canary(&app, bytes, Source::File, percent, noticed).await;
                     }
