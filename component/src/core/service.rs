@@ -106,7 +106,8 @@ fn remembered_refusal(env: &impl Env, settings: &Settings, symbol: &Symbol) -> O
     (now < refused_until).then(|| Error::UpstreamMisconfigured { retry_after_secs: secs_until(now, refused_until) })
 }
 
-/// The leader's work: re-check the cache (a previous leader may just have filled it), then ask the breaker.
+/// The leader's work: re-check the cache and the remembered refusals (a previous leader may just have
+/// written either, after this request last looked), then ask the breaker.
 fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
     let fresh = env
         .cache_get(&layout::series(symbol.as_str()))
@@ -114,6 +115,9 @@ fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<S
         .filter(|s| freshness(s.fetched_at_ms, env.now_ms(), settings.cache_ttl_ms) == Freshness::Fresh);
     if let Some(series) = fresh {
         return Ok(series);
+    }
+    if let Some(refusal) = remembered_refusal(env, settings, symbol) {
+        return Err(refusal);
     }
     if settings.apikey.is_empty() {
         // Our configuration, not the upstream's refusal: no call was made.
@@ -403,6 +407,18 @@ mod tests {
         env.now.set(T0 + s.negative_cache_ttl_ms);
         assert!(closing_prices(&env, &s, &msft(), 2).is_err());
         assert_eq!(env.fetched.borrow().len(), 2, "asked again once the negative entry expired");
+    }
+
+    #[test]
+    fn a_leader_that_looked_before_a_refusal_was_remembered_does_not_ask_again() {
+        // A request checks the remembered refusals, then a previous leader writes one and releases its ticket,
+        // then this request takes the ticket: it must not call the upstream for an answer already known.
+        let env = env_with_series();
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(r#"{"Error Message": "Invalid API call."}"#));
+        let s = settings();
+        assert_eq!(closing_prices(&env, &s, &msft(), 2), Err(Error::UnknownSymbol("MSFT".into())));
+        assert_eq!(lead_flight(&env, &s, &msft()), Err(Error::UnknownSymbol("MSFT".into())));
+        assert_eq!(env.fetched.borrow().len(), 1, "the leader re-checks the negative cache");
     }
 
     #[test]
