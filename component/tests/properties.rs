@@ -1,5 +1,5 @@
-//! Property tests over the pure core: the router, the day and symbol parsers, the Alpha Vantage parser
-//! and the cache encoding. Arbitrary input never panics, and what is accepted is always in range.
+//! Property tests over the pure core: the router, the day and symbol parsers, the Alpha Vantage parser,
+//! the cache encoding and the shared calendar. Arbitrary input never panics, and what is accepted is always in range.
 
 use proptest::prelude::*;
 use stock_component::core::alphavantage::parse_answer;
@@ -7,6 +7,7 @@ use stock_component::core::cache;
 use stock_component::core::decimal::Decimal;
 use stock_component::core::model::{Close, Date, MAX_DAYS, Series, Symbol, parse_days};
 use stock_component::core::route::{Route, route};
+use stock_shared::calendar::{Date as CalendarDate, MS_PER_DAY, utc_date};
 
 fn valid_symbol() -> impl Strategy<Value = String> {
     "[A-Za-z0-9.-]{1,10}"
@@ -72,6 +73,27 @@ proptest! {
     }
 
     #[test]
+    fn the_shared_calendar_agrees_with_an_independent_calendar_walk(n in 0u32..80_000) {
+        let date = CalendarDate::from_ymd(2000, 1, 1);
+        let date = CalendarDate::from_days(date.days() + i64::from(n));
+        prop_assert_eq!(date.to_string(), civil(n));
+        let (y, m, d) = date.ymd();
+        prop_assert_eq!(CalendarDate::from_ymd(y, m, d), date);
+        prop_assert_eq!(date.succ().pred(), date);
+        if let Some(midnight) = date.unix_ms() {
+            prop_assert_eq!(utc_date(midnight + MS_PER_DAY - 1), civil(n));
+        }
+    }
+
+    #[test]
+    fn weekdays_cycle_through_the_week_day_by_day(n in -100_000i64..100_000) {
+        let date = CalendarDate::from_days(n);
+        let week: Vec<_> = (0..7).map(|i| CalendarDate::from_days(n + i).weekday()).collect();
+        prop_assert_eq!(week.iter().filter(|d| d.is_weekend()).count(), 2);
+        prop_assert_eq!(CalendarDate::from_days(n + 7).weekday(), date.weekday());
+    }
+
+    #[test]
     fn cached_series_round_trip(fetched_at_ms in any::<u64>(), rows in proptest::collection::btree_map(0u32..20_000, (0i64..100_000_000, 0u8..=4), 1..100)) {
         let closes: Vec<Close> = rows
             .iter()
@@ -85,7 +107,9 @@ proptest! {
     }
 }
 
-/// `YYYY-MM-DD` of day `n` after 2000-01-01 (a simple calendar walk, independent of the service's).
+/// `YYYY-MM-DD` of day `n` after 2000-01-01: an oracle kept on purpose beside `stock_shared::calendar`, because it is
+/// written differently (it walks whole years, then whole months, with the leap rule spelled out) and so cannot share
+/// a mistake with Hinnant's era arithmetic there.
 fn civil(n: u32) -> String {
     let (mut year, mut day) = (2000u32, n);
     loop {

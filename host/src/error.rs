@@ -19,6 +19,12 @@ pub enum HostError {
     /// Every instance slot stayed busy for the whole deadline.
     #[error("all component instances are busy")]
     Overloaded,
+    /// MAX_CONNECTIONS connections were open (answered on the raw socket, then closed).
+    #[error("too many open connections; retry shortly")]
+    TooManyConnections,
+    /// Another upload is being received; one at a time.
+    #[error("another component upload is being received; retry when it has finished")]
+    UploadBusy,
     /// Shutting down, or no component answers.
     #[error("{0}")]
     NotReady(String),
@@ -26,8 +32,8 @@ pub enum HostError {
     #[error("the request target must be a path such as /MSFT/7")]
     NotAPath,
     /// Admin writes are off: no token is configured.
-    #[error("admin writes are disabled: set ADMIN_TOKEN or ADMIN_TOKEN_FILE to enable them")]
-    AdminDisabled,
+    #[error("admin writes are disabled: {0}")]
+    AdminDisabled(String),
     /// Missing or wrong bearer token.
     #[error("a valid `Authorization: Bearer <token>` is required")]
     Unauthorized,
@@ -56,10 +62,12 @@ impl HostError {
         match self {
             Self::Trap(_) => (StatusCode::INTERNAL_SERVER_ERROR, "component-trap", "Component failure", None),
             Self::Deadline(_) => (StatusCode::GATEWAY_TIMEOUT, "request-timeout", "Request deadline exceeded", None),
-            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(1)),
+            Self::Overloaded | Self::TooManyConnections | Self::UploadBusy => {
+                (StatusCode::SERVICE_UNAVAILABLE, "overloaded", "Overloaded", Some(1))
+            }
             Self::NotReady(_) => (StatusCode::SERVICE_UNAVAILABLE, "not-ready", "Not ready", Some(1)),
             Self::NotAPath => (StatusCode::BAD_REQUEST, "invalid-path", "Invalid path", None),
-            Self::AdminDisabled => (StatusCode::FORBIDDEN, "admin-disabled", "Admin writes disabled", None),
+            Self::AdminDisabled(_) => (StatusCode::FORBIDDEN, "admin-disabled", "Admin writes disabled", None),
             Self::Unauthorized => (StatusCode::UNAUTHORIZED, "unauthorized", "Unauthorized", None),
             Self::TooLarge(_) => (StatusCode::PAYLOAD_TOO_LARGE, "component-too-large", "Component too large", None),
             Self::BuildRejected(_) => (StatusCode::UNPROCESSABLE_ENTITY, "build-rejected", "Build rejected", None),
@@ -70,9 +78,28 @@ impl HostError {
         }
     }
 
+    /// The problem document for this error at `instance`.
+    fn problem_json(&self, instance: &str) -> String {
+        let (status, slug, title, _) = self.parts();
+        let detail = self.to_string();
+        ProblemDoc { status: status.as_u16(), slug, title, detail: &detail, instance }.to_json()
+    }
+
+    /// The status line's code and reason, the header lines (each ending CRLF) and the body, for an
+    /// answer written straight to a socket (a shed connection, where no HTTP server runs).
+    pub fn raw_response(&self, instance: &str) -> (String, String, String) {
+        let (status, _, _, retry_after) = self.parts();
+        let mut head = format!("content-type: {PROBLEM_JSON}\r\ncache-control: no-store\r\n");
+        if let Some(seconds) = retry_after {
+            head.push_str(&format!("retry-after: {seconds}\r\n"));
+        }
+        let line = format!("{} {}", status.as_u16(), status.canonical_reason().unwrap_or(""));
+        (line, head, self.problem_json(instance))
+    }
+
     /// The problem response for this error at `instance`; logs it once.
     pub fn into_response(self, instance: &str, req_id: &str) -> Response<HostBody> {
-        let (status, slug, title, retry_after) = self.parts();
+        let (status, slug, _, retry_after) = self.parts();
         let cause = match &self {
             Self::Trap(cause) | Self::Internal(cause) => cause.as_str(),
             _ => "",
@@ -85,8 +112,7 @@ impl HostError {
             }
             _ => {}
         }
-        let detail = self.to_string();
-        let body = ProblemDoc { status: status.as_u16(), slug, title, detail: &detail, instance }.to_json();
+        let body = self.problem_json(instance);
         let mut response = Response::new(full(Bytes::from(body)));
         *response.status_mut() = status;
         let headers = response.headers_mut();
@@ -112,9 +138,11 @@ mod tests {
             HostError::Trap("x".into()),
             HostError::Deadline(1),
             HostError::Overloaded,
+            HostError::TooManyConnections,
+            HostError::UploadBusy,
             HostError::NotReady("x".into()),
             HostError::NotAPath,
-            HostError::AdminDisabled,
+            HostError::AdminDisabled("x".into()),
             HostError::Unauthorized,
             HostError::TooLarge(1),
             HostError::BuildRejected("x".into()),

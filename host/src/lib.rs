@@ -1,188 +1,88 @@
 //! `stock-host`: serves the stock WebAssembly component with wasmtime.
 //!
-//! The host owns what a component cannot: listeners, the shared keyvalue store, the API key,
-//! egress policy, deadlines, metrics and the running component (behind one swappable handle).
+//! The host is built in rooms (see `docs/architecture.md`); arrows point down only:
+//! - [`config`]: settings as plain data, one clap group per capability; imports nothing of ours;
+//! - [`telemetry`]: metrics, trace context, OTLP export, redaction; uses only config;
+//! - [`state`]: `wasi:keyvalue` over memory or Redis;
+//! - [`runtime`]: engine, linker, stores, instance pools, slots, deadlines: compile and call a build;
+//! - [`builds`]: the stable build, the canary, history and the judge, behind one door (`submit`);
+//! - [`sources`]: the COMPONENT file and admin uploads, each making candidates for the door;
+//! - [`http`]: the listeners, traffic routes, admin routes and the API page.
+//!
+//! This file only wires the rooms together.
 
 #![warn(missing_docs)]
 
-pub mod admin;
-pub mod body;
-pub mod canary;
+mod body;
+pub mod builds;
+pub mod cli;
 pub mod config;
-pub mod docs;
-pub mod egress;
-pub mod engine;
-pub mod error;
-pub mod handler;
-pub mod keyvalue;
-pub mod metrics;
-pub mod otel;
-pub mod pool;
-pub mod secrets;
-pub mod server;
-pub mod slots;
+mod error;
+pub mod http;
+pub mod runtime;
+pub mod sources;
 pub mod state;
-pub mod status;
-pub mod swap;
-pub mod trace;
-pub mod watch;
+pub mod telemetry;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use anyhow::Context;
-use http::HeaderValue;
-use stock_shared::settings;
 use tokio::net::TcpListener;
-use wasmtime::Engine;
 
-use arc_swap::{ArcSwap, ArcSwapOption};
+use crate::builds::{BackgroundTasks, Builds};
+use crate::config::ServeConfig;
+use crate::config::kv::{KvOptions, KvUrl};
+use crate::config::secret_file::read_secret_file;
+use crate::http::{AdminAuth, Server};
+use crate::runtime::Runtime;
+use crate::runtime::egress::EgressPolicy;
+use crate::runtime::variables::{ComponentConfig, KeyFileWatcher};
+use crate::sources::file::{ComponentWatcher, startup_candidate};
+use crate::state::Buckets;
+use crate::state::redis::{RedisLink, RedisProber, RedisSettings};
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::SpanExport;
 
-use crate::canary::{Canary, CanaryPolicy};
-
-use crate::admin::AdminAuth;
-use crate::config::{APIKEY_FILE_POLL, KvUrl, ServeConfig};
-use crate::egress::EgressPolicy;
-use crate::engine::{EpochTicker, LoadedComponent, build_engine, build_linker, load_component};
-use crate::handler::build_report;
-use crate::keyvalue::Buckets;
-use crate::keyvalue::redis::{RedisLink, RedisProber, RedisSettings};
-use crate::metrics::Metrics;
-use crate::otel::SpanExport;
-use crate::pool::Reuse;
-use crate::secrets::{ComponentConfig, KeyFileWatcher, read_key_file};
-use crate::slots::Slots;
-use crate::status::ConfigProblem;
-use crate::swap::Swaps;
-use crate::watch::ComponentWatcher;
-
-/// Shared state of the running host.
-pub struct App {
-    engine: Engine,
-    component: ArcSwap<LoadedComponent>,
-    canary: ArcSwapOption<Canary>,
-    canary_policy: CanaryPolicy,
-    routed: AtomicU64,
-    swaps: Swaps,
-    admin_auth: AdminAuth,
-    component_config: Arc<ComponentConfig>,
-    kv: Buckets,
-    metrics: Arc<Metrics>,
-    egress: EgressPolicy,
-    spans: Option<Arc<SpanExport>>,
-    slots: Arc<Slots>,
-    request_timeout: Duration,
-    max_connections: usize,
-    reuse: Reuse,
-    drain_timeout: Duration,
-    shutdown_delay: Duration,
-    max_memory_bytes: usize,
-    draining: AtomicBool,
-    next_request: AtomicU64,
-    request_prefix: String,
-}
-
-impl App {
-    /// The component serving new requests; requests already running keep the one they started with.
-    pub fn component(&self) -> Arc<LoadedComponent> {
-        self.component.load_full()
-    }
-
-    /// The build that serves a new request, and the canary it counts toward when one runs (the bool:
-    /// whether this request goes to the canary).
-    pub fn pick(&self, headers: &http::HeaderMap) -> (Arc<LoadedComponent>, Option<(Arc<Canary>, bool)>) {
-        let Some(canary) = self.canary.load_full() else { return (self.component(), None) };
-        let sticky = headers.get(&self.canary_policy.sticky_header).map(|v| v.as_bytes());
-        let to_canary = canary::routes_to_canary(canary.percent, sticky, self.routed.fetch_add(1, Ordering::Relaxed));
-        let build = if to_canary { canary.build.clone() } else { self.component() };
-        (build, Some((canary, to_canary)))
-    }
-
-    /// Makes `build` serve new requests (one atomic switch; see [`swap`]).
-    fn set_component(&self, build: Arc<LoadedComponent>) {
-        self.component.store(build);
-    }
-
-    /// Marks the host as shutting down (`/ready` answers 503).
-    pub fn set_draining(&self) {
-        self.draining.store(true, Ordering::SeqCst);
-    }
-
-    /// Whether shutdown has begun.
-    pub fn is_draining(&self) -> bool {
-        self.draining.load(Ordering::SeqCst)
-    }
-
-    /// The caller's `X-Request-Id` when it is short and plain, else a new one.
-    pub fn request_id(&self, incoming: Option<&HeaderValue>) -> String {
-        let plain = |v: &&str| (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-        match incoming.and_then(|v| v.to_str().ok()).filter(plain) {
-            Some(id) => id.to_owned(),
-            None => format!("{}-{:x}", self.request_prefix, self.next_request.fetch_add(1, Ordering::Relaxed)),
-        }
-    }
-
-    /// Asks the running build for its breaker (through `stock:service/status`) before a scrape.
-    pub async fn refresh_build_metrics(&self) {
-        let component = self.component();
-        match build_report(self, &component).await {
-            Ok(report) => server::apply_build_metrics(&self.metrics, &report),
-            Err(error) => {
-                tracing::warn!(version = %component.version, error = %format!("{error:#}"), "the running build did not report its status")
-            }
-        }
-    }
-}
-
-/// One line naming each setting the build refused, by the environment variable that feeds it.
-fn describe_config_problems(problems: &[ConfigProblem]) -> String {
-    let each = problems.iter().map(|p| match settings::by_key(&p.key) {
-        Some(setting) => format!("{}: {}", setting.env, p.reason),
-        None => format!("{} (wasi:config): {}", p.key, p.reason),
-    });
-    each.collect::<Vec<_>>().join("; ")
-}
+pub use crate::runtime::engine::version_of;
 
 /// How long exit waits for queued spans to reach the collector.
-const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(5);
+const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
+/// How often APIKEY_FILE is checked for a new key.
+const APIKEY_FILE_POLL: Duration = Duration::from_secs(1);
 
-/// Validates `config`, loads the component, binds both ports and serves until SIGTERM/SIGINT.
+/// Validates `config`, starts the first build through the door, binds both ports and serves until
+/// SIGTERM/SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
-    let apikey = match (&config.apikey, &config.apikey_file) {
+    let listen = &config.listen;
+    if listen.port == listen.admin_port && listen.port != 0 {
+        anyhow::bail!("PORT and ADMIN_PORT are both {}: give the admin port its own number", listen.port);
+    }
+    let (admin_auth, _token_watcher) = AdminAuth::start(listen)?;
+    let apikey = match (&config.service.apikey, &config.service.apikey_file) {
         // An empty APIKEY is what a missing Kubernetes secret looks like: the same as none.
         (Some(key), _) => Some(key.trim().to_owned()).filter(|k| !k.is_empty()),
-        (None, Some(path)) => read_key_file(path).with_context(|| format!("APIKEY_FILE {} cannot be read", path.display()))?,
+        (None, Some(path)) => read_secret_file(path).with_context(|| format!("APIKEY_FILE {} cannot be read", path.display()))?,
         (None, None) => None,
     };
     if apikey.is_none() {
         tracing::warn!("no APIKEY or APIKEY_FILE: price requests will answer 503 until a key is configured");
     }
-    if config.request_timeout <= config.upstream_timeout {
+    let upstream_timeout = config.service.upstream_timeout;
+    let request_timeout = config.runtime.request_timeout(upstream_timeout);
+    if request_timeout <= upstream_timeout {
         tracing::warn!(
-            request_timeout_ms = config.request_timeout.as_millis() as u64,
-            upstream_timeout_ms = config.upstream_timeout.as_millis() as u64,
+            request_timeout_ms = request_timeout.as_millis() as u64,
+            upstream_timeout_ms = upstream_timeout.as_millis() as u64,
             "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host"
         );
     }
-    let max_memory_bytes = usize::try_from(config.max_memory_mib).unwrap_or(usize::MAX).saturating_mul(1024 * 1024);
-    // Busy instances (one per slot), as many idle ones kept for reuse, and the host's own calls.
-    let engine = build_engine(config.max_concurrency * 2 + HOST_INSTANCES, max_memory_bytes)?;
-    let linker = build_linker(&engine)?;
-    let reuse = Reuse {
-        max_uses: config.max_instance_reuse,
-        idle_timeout: config.instance_idle_timeout,
-        max_idle: usize::try_from(config.max_concurrency).unwrap_or(1),
-    };
-    let component = Arc::new(load_component(&engine, &linker, &config.component, reuse)?);
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
-    metrics.component_info.with_label_values(&[&component.version]).set(1);
-    let component_config = Arc::new(ComponentConfig::new(&config, apikey.clone()));
+    let variables = Arc::new(ComponentConfig::new(config.service.variables(), apikey.clone()));
     let _key_watcher =
-        config.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, component_config.clone(), apikey, APIKEY_FILE_POLL));
-    let _ticker = EpochTicker::spawn(engine.clone())?;
-    let (kv, _redis_prober) = keyvalue_buckets(&config, &metrics).await?;
-    let spans = match config.span_export() {
+        config.service.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, variables.clone(), apikey, APIKEY_FILE_POLL));
+    let (kv, _redis_prober) = keyvalue_buckets(&config.kv, &metrics).await?;
+    let spans = match config.telemetry.span_export() {
         Some(settings) => {
             let export = SpanExport::start(&settings, metrics.trace_spans.clone())?;
             tracing::info!(endpoint = %settings.traces_url, service = %settings.service_name, "exporting traces over OTLP/HTTP");
@@ -190,66 +90,39 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         None => None,
     };
+    let egress = EgressPolicy {
+        allowed_authority: config.service.upstream_authority(),
+        timeout: upstream_timeout,
+        metrics: metrics.clone(),
+        trace: None,
+        spans: spans.clone(),
+    };
+    let runtime = Arc::new(Runtime::new(&config.runtime, request_timeout, kv, egress, variables, metrics.clone())?);
 
-    let app = Arc::new(App {
-        egress: EgressPolicy {
-            allowed_authority: config.upstream_authority(),
-            timeout: config.upstream_timeout,
-            metrics: metrics.clone(),
-            trace: None,
-            spans: spans.clone(),
-        },
-        spans,
-        engine,
-        swaps: Swaps::new(linker, &component),
-        component: ArcSwap::new(component),
-        canary: ArcSwapOption::empty(),
-        canary_policy: config.canary_policy(),
-        routed: AtomicU64::new(0),
-        admin_auth: AdminAuth { token: config.admin_token.clone(), token_file: config.admin_token_file.clone() },
-        component_config,
-        kv,
-        metrics,
-        slots: Slots::new(
-            usize::try_from(config.max_concurrency).unwrap_or(1),
-            usize::try_from(config.max_concurrency_per_symbol).unwrap_or(1),
-        ),
-        max_connections: usize::try_from(config.max_connections).unwrap_or(usize::MAX),
-        reuse,
-        request_timeout: config.request_timeout,
-        drain_timeout: config.drain_timeout,
-        shutdown_delay: config.shutdown_delay,
-        max_memory_bytes,
-        draining: AtomicBool::new(false),
-        next_request: AtomicU64::new(1),
-        request_prefix: request_id_prefix(),
-    });
-    // The smoke test: the build answers its status export and accepts this configuration.
-    let report = build_report(&app, &app.component()).await.context("the component does not answer stock:service/status")?;
-    if !report.config_problems.is_empty() {
-        anyhow::bail!("invalid configuration: {}", describe_config_problems(&report.config_problems));
-    }
-    server::apply_build_metrics(&app.metrics, &report);
+    // The first build goes through the same door as every later one: read, check, smoke test, live.
+    let path = &config.component.component;
+    let candidate = startup_candidate(path).await.with_context(|| format!("COMPONENT {} cannot be read", path.display()))?;
+    let (builds, report) = Builds::start(runtime, config.canary.policy(), candidate).await?;
+    report.apply_to(&metrics);
+    let _watcher = ComponentWatcher::spawn(builds.clone(), path.clone());
+    let _tasks = BackgroundTasks::spawn(builds.clone());
 
-    let _watcher = ComponentWatcher::spawn(app.clone(), config.component.clone());
-    let _sweeper = IdleSweeper::spawn(app.clone());
-    let _judge = CanaryJudge::spawn(app.clone());
-    let traffic =
-        TcpListener::bind(config.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", config.traffic_addr()))?;
-    let admin =
-        TcpListener::bind(config.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", config.admin_addr()))?;
+    let traffic = TcpListener::bind(listen.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", listen.traffic_addr()))?;
+    let admin = TcpListener::bind(listen.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", listen.admin_addr()))?;
     let traffic_addr = traffic.local_addr()?;
     let admin_addr = admin.local_addr()?;
+    let stable = builds.stable();
     tracing::info!(
         traffic = %traffic_addr,
         admin = %admin_addr,
-        component = %config.component.display(),
-        version = %app.component().version,
-        upstream = %app.egress.allowed_authority,
+        component = %path.display(),
+        version = %stable.origin.version,
+        upstream = %config.service.upstream_authority(),
         "listening on http://{traffic_addr}"
     );
-    let served = server::serve(app.clone(), traffic, admin, shutdown_signal()).await;
-    if let Some(spans) = app.spans.clone() {
+    let server = Server::new(builds, listen, admin_auth, spans.clone());
+    let served = http::serve(server, traffic, admin, shutdown_signal()).await;
+    if let Some(spans) = spans {
         // Within the pod's grace period: what the drain left in the queue goes out before exit.
         let _ = tokio::task::spawn_blocking(move || spans.shutdown(SPAN_FLUSH_TIMEOUT)).await;
     }
@@ -257,100 +130,34 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Watches a running canary and rolls it back (or promotes it) as [`canary::judge`] decides; stops when dropped.
-struct CanaryJudge(tokio::task::JoinHandle<()>);
-
-impl CanaryJudge {
-    /// How often the canary's numbers are compared with the stable build's.
-    const EVERY: Duration = Duration::from_millis(250);
-
-    fn spawn(app: Arc<App>) -> Self {
-        Self(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Self::EVERY);
-            loop {
-                tick.tick().await;
-                let Some(running) = app.canary.load_full() else { continue };
-                let (stable, candidate) = (running.stable.snapshot(), running.candidate.snapshot());
-                match canary::judge(&stable, &candidate, running.since.elapsed(), &app.canary_policy) {
-                    canary::Verdict::Wait => {}
-                    canary::Verdict::Rollback(reason) => {
-                        swap::end_canary(&app, swap::SwapResult::AutoRollback, swap::Source::CanaryJudge, Some(reason)).await;
-                    }
-                    canary::Verdict::Promote => {
-                        swap::promote(&app, swap::Source::CanaryJudge).await;
-                    }
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for CanaryJudge {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
-/// Retires idle instances of the running build (and of a canary) once they pass INSTANCE_IDLE_TIMEOUT; stops when dropped.
-struct IdleSweeper(tokio::task::JoinHandle<()>);
-
-impl IdleSweeper {
-    fn spawn(app: Arc<App>) -> Self {
-        let every = (app.reuse.idle_timeout / 2).max(Duration::from_secs(1));
-        Self(tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            loop {
-                tick.tick().await;
-                app.component().pool.sweep();
-                if let Some(canary) = app.canary.load_full() {
-                    canary.build.pool.sweep();
-                }
-            }
-        }))
-    }
-}
-
-impl Drop for IdleSweeper {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// The keyvalue buckets KV_URL asks for; with Redis, the prober that keeps it connected.
-async fn keyvalue_buckets(config: &ServeConfig, metrics: &Arc<Metrics>) -> anyhow::Result<(Buckets, Option<RedisProber>)> {
-    let KvUrl::Redis(url) = &config.kv_url else { return Ok((Buckets::in_memory(config.kv_max_entries), None)) };
-    let password = match &config.kv_password_file {
+async fn keyvalue_buckets(options: &KvOptions, metrics: &Arc<Metrics>) -> anyhow::Result<(Buckets, Option<RedisProber>)> {
+    let KvUrl::Redis(url) = &options.kv_url else { return Ok((Buckets::in_memory(options.kv_max_entries), None)) };
+    let password = match &options.kv_password_file {
         Some(path) => Some(
-            read_key_file(path)
+            read_secret_file(path)
                 .with_context(|| format!("KV_PASSWORD_FILE {} cannot be read", path.display()))?
                 .with_context(|| format!("KV_PASSWORD_FILE {} is empty", path.display()))?,
         ),
         None => None,
     };
     if let Some(password) = &password {
-        secrets::remember_secret(password);
+        telemetry::redact::remember_secret(password);
     }
     let settings = RedisSettings {
         url: url.clone(),
         password,
-        password_file: config.kv_password_file.clone(),
-        prefix: config.kv_prefix.clone(),
-        timeout: config.kv_timeout,
-        cache_expiry: config.kv_cache_expiry,
+        password_file: options.kv_password_file.clone(),
+        prefix: options.kv_prefix.clone(),
+        timeout: options.kv_timeout,
+        cache_expiry: options.kv_cache_expiry,
+        state_expiry: options.kv_state_expiry,
+        memo_expiry: options.kv_memo_expiry,
     };
     let link = RedisLink::new(&settings, metrics.clone()).map_err(|e| anyhow::anyhow!("KV_URL cannot be used: {e}"))?;
     tracing::info!(redis = %link.endpoint, prefix = %settings.prefix, "keyvalue: Redis, shared by every replica");
     let prober = RedisProber::start(link.clone()).await;
-    Ok((Buckets::redis(link, &settings, config.kv_max_entries), Some(prober)))
-}
-
-/// Instances beyond MAX_CONCURRENCY for the host's own calls (status at load and on scrapes).
-const HOST_INSTANCES: u32 = 4;
-
-/// A per-process prefix for request ids: the pid alone is 1 in every container, so mix in the start time.
-fn request_id_prefix() -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos() ^ (d.as_secs() as u32));
-    format!("{:08x}", nanos ^ std::process::id().rotate_left(16))
+    Ok((Buckets::redis(link, &settings, options.kv_max_entries), Some(prober)))
 }
 
 /// Resolves on SIGTERM or SIGINT.

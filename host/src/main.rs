@@ -3,23 +3,24 @@
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use stock_host::config::{Command, LogFormat, ServeConfig};
+use stock_host::config::telemetry::LogFormat;
+use stock_host::config::{Command, ServeConfig};
 
 fn main() -> ExitCode {
-    let cli = match stock_host::config::parse_args(std::env::args_os()) {
+    let cli = match stock_host::cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(exit) => return exit.report(),
     };
     let Command::Serve(config) = cli.command;
-    let format = config.log_format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json });
+    let format = config.telemetry.log_format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json });
     // Events are formatted on the thread that logs them and written (redacted) by a logging thread;
     // nothing is dropped when it falls behind (lossy off): callers wait instead.
     let (writer, flush_on_exit) = tracing_appender::non_blocking::NonBlockingBuilder::default()
         .lossy(false)
         .buffered_lines_limit(64 * 1024)
-        .finish(stock_host::secrets::RedactingStderr);
+        .finish(stock_host::telemetry::redact::RedactingStderr);
     let builder =
-        tracing_subscriber::fmt().with_env_filter(config.log_level.filter()).with_writer(writer).with_ansi(std::io::stderr().is_terminal());
+        tracing_subscriber::fmt().with_env_filter(log_filter(&config)).with_writer(writer).with_ansi(std::io::stderr().is_terminal());
     match format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
         LogFormat::Text => builder.init(),
@@ -37,13 +38,21 @@ fn serve(config: ServeConfig) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(stock_host::run(config)) {
+    let result = runtime.block_on(stock_host::run(config));
+    // A file read still blocked in a worker thread (a FIFO as a token file) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             // Once, in the configured log format (JSON in containers): the log line is the message.
-            let error = stock_host::secrets::redact(&format!("{error:#}"));
+            let error = stock_host::telemetry::redact::redact(&format!("{error:#}"));
             tracing::error!(%error, "stock-host stopped");
             ExitCode::FAILURE
         }
     }
+}
+
+/// LOG_LEVEL as a tracing filter (LOG_LEVEL was validated when it was parsed).
+fn log_filter(config: &ServeConfig) -> tracing_subscriber::EnvFilter {
+    tracing_subscriber::EnvFilter::try_new(config.telemetry.log_level.directives()).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }

@@ -1,12 +1,15 @@
 //! What `stock-host` and every build of the stock component agree on, and what never changes with a
 //! build: the `wasi:config` keys and the environment variables that feed them, their defaults, the
-//! duration syntax, secret redaction, the problem document shape, reserved routes and keyvalue buckets.
+//! duration syntax, secret redaction, the problem document shape, reserved routes, keyvalue buckets, the `X-Cache`
+//! values and the calendar.
 //!
 //! Anything a build owns (its keyvalue layout, its validation rules, its breaker) is *not* here: it
 //! reaches the host only through the WIT world (`stock:service/status`). No WASI, no I/O.
 
 #![warn(missing_docs)]
 
+pub mod cache_status;
+pub mod calendar;
 pub mod duration;
 pub mod keyvalue;
 pub mod problem;

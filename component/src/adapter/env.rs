@@ -1,4 +1,5 @@
-//! [`Env`] over WASI: keyvalue buckets `""` (state) and `cache`, wall and monotonic clocks, outgoing HTTP, stderr.
+//! [`Env`] over WASI: keyvalue buckets `""` (state), `cache` and `memo`, wall and monotonic clocks, outgoing
+//! HTTP, stderr.
 
 use std::cell::OnceCell;
 
@@ -10,8 +11,7 @@ use super::wasi::io::streams::StreamError;
 use super::wasi::keyvalue::{atomics, store};
 use super::wasi::random::random;
 use crate::core::config::{self, split_url};
-use crate::core::env::{Env, FetchError, Fetched};
-use stock_shared::keyvalue::{CACHE_BUCKET, STATE_BUCKET};
+use crate::core::env::{Bucket, Env, FetchError, Fetched, Key};
 
 /// Largest upstream body we read; a compact daily series is ~12 KB.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
@@ -23,71 +23,56 @@ const READ_CHUNK: u64 = 64 * 1024;
 pub struct WasiEnv {
     state: OnceCell<Option<store::Bucket>>,
     cache: OnceCell<Option<store::Bucket>>,
+    memo: OnceCell<Option<store::Bucket>>,
 }
 
 impl WasiEnv {
-    fn state(&self) -> Option<&store::Bucket> {
-        self.state.get_or_init(|| open(STATE_BUCKET)).as_ref()
-    }
-
-    /// The evictable cache bucket; hosts that do not serve it (`wasmtime serve`) get the state bucket.
-    fn cache(&self) -> Option<&store::Bucket> {
-        self.cache
-            .get_or_init(|| match store::open(CACHE_BUCKET) {
-                Ok(bucket) => Some(bucket),
-                Err(store::Error::NoSuchStore) => open(STATE_BUCKET),
-                Err(error) => {
-                    eprintln!("keyvalue: cannot open bucket {CACHE_BUCKET:?}, caching disabled: {error:?}");
-                    None
-                }
-            })
-            .as_ref()
+    fn bucket(&self, which: Bucket) -> Option<&store::Bucket> {
+        let cell = match which {
+            Bucket::State => &self.state,
+            Bucket::Cache => &self.cache,
+            Bucket::Memo => &self.memo,
+        };
+        cell.get_or_init(|| open(which)).as_ref()
     }
 }
 
-fn open(name: &str) -> Option<store::Bucket> {
-    store::open(name).map_err(|e| eprintln!("keyvalue: cannot open bucket {name:?}, state disabled: {e:?}")).ok()
-}
-
-fn report(op: &str, key: &str, error: store::Error) {
-    eprintln!("keyvalue: {op} {key} failed: {error:?}");
-}
-
-fn get(bucket: Option<&store::Bucket>, key: &str) -> Option<Vec<u8>> {
-    bucket?.get(key).map_err(|e| report("get", key, e)).ok().flatten()
-}
-
-fn set(bucket: Option<&store::Bucket>, key: &str, value: &[u8]) {
-    if let Some(bucket) = bucket {
-        let _ = bucket.set(key, value).map_err(|e| report("set", key, e));
+/// Opens `which`; a host that does not serve the cache or memo bucket (`wasmtime serve` knows only `""`)
+/// gets the state bucket in its place, so the service still works there.
+fn open(which: Bucket) -> Option<store::Bucket> {
+    match store::open(which.name()) {
+        Ok(bucket) => Some(bucket),
+        Err(store::Error::NoSuchStore) if which != Bucket::State => open(Bucket::State),
+        Err(error) => {
+            eprintln!("keyvalue: cannot open bucket {:?}, it is disabled: {error:?}", which.name());
+            None
+        }
     }
+}
+
+fn report(op: &str, key: &Key, error: store::Error) {
+    eprintln!("keyvalue: {op} {:?}/{} failed: {error:?}", key.bucket.name(), key.name);
 }
 
 impl Env for WasiEnv {
-    fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
-        get(self.cache(), key)
+    fn kv_get(&self, key: &Key) -> Option<Vec<u8>> {
+        self.bucket(key.bucket)?.get(&key.name).map_err(|e| report("get", key, e)).ok().flatten()
     }
 
-    fn cache_set(&self, key: &str, value: &[u8]) {
-        set(self.cache(), key, value);
-    }
-
-    fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
-        get(self.state(), key)
-    }
-
-    fn kv_set(&self, key: &str, value: &[u8]) {
-        set(self.state(), key, value);
-    }
-
-    fn kv_delete(&self, key: &str) {
-        if let Some(bucket) = self.state() {
-            let _ = bucket.delete(key).map_err(|e| report("delete", key, e));
+    fn kv_set(&self, key: &Key, value: &[u8]) {
+        if let Some(bucket) = self.bucket(key.bucket) {
+            let _ = bucket.set(&key.name, value).map_err(|e| report("set", key, e));
         }
     }
 
-    fn kv_increment(&self, key: &str, delta: u64) -> Option<u64> {
-        atomics::increment(self.state()?, key, delta).map_err(|e| report("increment", key, e)).ok()
+    fn kv_delete(&self, key: &Key) {
+        if let Some(bucket) = self.bucket(key.bucket) {
+            let _ = bucket.delete(&key.name).map_err(|e| report("delete", key, e));
+        }
+    }
+
+    fn kv_increment(&self, key: &Key, delta: u64) -> Option<u64> {
+        atomics::increment(self.bucket(key.bucket)?, &key.name, delta).map_err(|e| report("increment", key, e)).ok()
     }
 
     fn now_ms(&self) -> u64 {

@@ -17,7 +17,9 @@ impl Guest for Component {
         #[cfg(feature = "fixture")]
         misbehave(&path);
         #[cfg(feature = "fixture")]
-        let reply = if path.starts_with("/_fixture/fail") {
+        let reply = if let Some(reply) = super::fixture::control(&path) {
+            reply
+        } else if path.starts_with("/_fixture/fail") {
             crate::core::respond::Reply {
                 status: 500,
                 headers: vec![("content-type", "text/plain".into())],

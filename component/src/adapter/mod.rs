@@ -2,6 +2,8 @@
 
 mod config;
 mod env;
+#[cfg(feature = "fixture")]
+mod fixture;
 mod http;
 mod prices;
 mod status;

@@ -51,6 +51,13 @@ impl Guest for Component {
     }
 
     fn check_config() -> Vec<ConfigProblem> {
+        #[cfg(feature = "fixture")]
+        {
+            let switched = super::fixture::smoke_switch();
+            if !switched.is_empty() {
+                return switched.into_iter().map(|(key, reason)| ConfigProblem { key, reason }).collect();
+            }
+        }
         super::config::problems().into_iter().map(|p| ConfigProblem { key: p.key.to_owned(), reason: p.reason }).collect()
     }
 }

@@ -1,6 +1,8 @@
 //! What the service needs from its surroundings: shared keyvalue, clocks, the upstream and a log.
 //! The WASI adapter implements it for real; tests use [`fake::FakeEnv`].
 
+use stock_shared::keyvalue::{CACHE_BUCKET, MEMO_BUCKET, STATE_BUCKET};
+
 /// The upstream's raw answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -19,21 +21,49 @@ pub enum FetchError {
     Failed(String),
 }
 
+/// Which of the host's buckets (`stock_shared::keyvalue`) a key lives in: each has its own bound, so what
+/// one holds can never crowd out another.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Bucket {
+    /// What the service depends on (breaker, flight tickets, quota): never evicted.
+    State,
+    /// Answers (fetched series): evicted least recently used first.
+    Cache,
+    /// Per-symbol leftovers (remembered refusals, flight outcomes): evicted or expired, on a bound of its own.
+    Memo,
+}
+
+impl Bucket {
+    /// The name the host serves this bucket under.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::State => STATE_BUCKET,
+            Self::Cache => CACHE_BUCKET,
+            Self::Memo => MEMO_BUCKET,
+        }
+    }
+}
+
+/// A key in one bucket; the layout (`layout.rs`) decides both, so no key is ever written to the wrong bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Key {
+    /// Where it lives.
+    pub bucket: Bucket,
+    /// Its name inside the bucket.
+    pub name: String,
+}
+
 /// The service's view of the world. Keyvalue failures read as "absent" so a broken store degrades
 /// to "no cache", never to an error page; implementations log them.
 pub trait Env {
-    /// Value of `key` in the evictable cache bucket.
-    fn cache_get(&self, key: &str) -> Option<Vec<u8>>;
-    /// Stores `value` under `key` in the evictable cache bucket.
-    fn cache_set(&self, key: &str, value: &[u8]);
-    /// Value of `key` in the shared state bucket.
-    fn kv_get(&self, key: &str) -> Option<Vec<u8>>;
-    /// Stores `value` under `key` in the state bucket.
-    fn kv_set(&self, key: &str, value: &[u8]);
+    /// Value of `key`.
+    fn kv_get(&self, key: &Key) -> Option<Vec<u8>>;
+    /// Stores `value` under `key`.
+    fn kv_set(&self, key: &Key, value: &[u8]);
     /// Removes `key`.
-    fn kv_delete(&self, key: &str);
+    fn kv_delete(&self, key: &Key);
     /// Atomically adds `delta` to the counter at `key` and returns the new value; `None` when the store failed.
-    fn kv_increment(&self, key: &str, delta: u64) -> Option<u64>;
+    fn kv_increment(&self, key: &Key, delta: u64) -> Option<u64>;
     /// Wall-clock milliseconds since the Unix epoch (shared across instances and replicas).
     fn now_ms(&self) -> u64;
     /// Blocks this request for `ms` milliseconds.
@@ -59,10 +89,8 @@ pub mod fake {
     /// Scripted world: answers are popped per fetch; when empty, `default_answer` is used.
     #[derive(Default)]
     pub struct FakeEnv {
-        /// Shared state bucket contents.
-        pub kv: RefCell<HashMap<String, Vec<u8>>>,
-        /// Cache bucket contents.
-        pub cache: RefCell<HashMap<String, Vec<u8>>>,
+        /// Every bucket's contents.
+        pub kv: RefCell<HashMap<Key, Vec<u8>>>,
         /// Current time.
         pub now: Cell<u64>,
         /// Answers for the next fetches, in order.
@@ -82,27 +110,28 @@ pub mod fake {
         pub fn ok(body: &str) -> Result<Fetched, FetchError> {
             Ok(Fetched { status: 200, body: body.as_bytes().to_vec() })
         }
+
+        /// The names of the keys in `bucket`, sorted.
+        pub fn keys_in(&self, bucket: Bucket) -> Vec<String> {
+            let mut names: Vec<String> = self.kv.borrow().keys().filter(|k| k.bucket == bucket).map(|k| k.name.clone()).collect();
+            names.sort();
+            names
+        }
     }
 
     impl Env for FakeEnv {
-        fn cache_get(&self, key: &str) -> Option<Vec<u8>> {
-            self.cache.borrow().get(key).cloned()
-        }
-        fn cache_set(&self, key: &str, value: &[u8]) {
-            self.cache.borrow_mut().insert(key.to_owned(), value.to_vec());
-        }
-        fn kv_get(&self, key: &str) -> Option<Vec<u8>> {
+        fn kv_get(&self, key: &Key) -> Option<Vec<u8>> {
             self.kv.borrow().get(key).cloned()
         }
-        fn kv_set(&self, key: &str, value: &[u8]) {
-            self.kv.borrow_mut().insert(key.to_owned(), value.to_vec());
+        fn kv_set(&self, key: &Key, value: &[u8]) {
+            self.kv.borrow_mut().insert(key.clone(), value.to_vec());
         }
-        fn kv_delete(&self, key: &str) {
+        fn kv_delete(&self, key: &Key) {
             self.kv.borrow_mut().remove(key);
         }
-        fn kv_increment(&self, key: &str, delta: u64) -> Option<u64> {
+        fn kv_increment(&self, key: &Key, delta: u64) -> Option<u64> {
             let mut kv = self.kv.borrow_mut();
-            let entry = kv.entry(key.to_owned()).or_insert_with(|| b"0".to_vec());
+            let entry = kv.entry(key.clone()).or_insert_with(|| b"0".to_vec());
             let next = std::str::from_utf8(entry).ok()?.parse::<u64>().ok()? + delta;
             *entry = next.to_string().into_bytes();
             Some(next)

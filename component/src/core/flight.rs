@@ -4,7 +4,7 @@
 //! leader's ticket, so a slow upstream gets one call, not one per impatient waiter.
 
 use super::cache;
-use super::env::Env;
+use super::env::{Env, Key};
 use super::error::Error;
 use super::layout;
 use super::model::{Series, Symbol};
@@ -25,20 +25,10 @@ pub fn single_flight(
 ) -> Result<Series, Error> {
     let keys = Keys::new(symbol.as_str());
     let deadline = env.now_ms().saturating_add(upstream_timeout_ms + FLIGHT_GRACE_MS);
-    let mut lead = Some(lead);
     loop {
+        // `None`: the store failed; leading without a ticket beats refusing every request.
         if matches!(env.kv_increment(&keys.ticket, 1), None | Some(1)) {
-            let until = env.now_ms().saturating_add(upstream_timeout_ms + FLIGHT_GRACE_MS);
-            env.kv_set(&keys.lease, until.to_string().as_bytes());
-            let Some(lead) = lead.take() else { return Err(Error::UpstreamTimeout(upstream_timeout_ms)) };
-            let result = lead();
-            match &result {
-                Ok(_) => env.kv_delete(&keys.outcome),
-                Err(error) => env.kv_set(&keys.outcome, error.encode_outcome().as_bytes()),
-            }
-            env.kv_delete(&keys.lease);
-            env.kv_delete(&keys.ticket);
-            return result;
+            return run_as_leader(env, &keys, upstream_timeout_ms, lead);
         }
         match follow(env, &keys, symbol, seen_at, deadline) {
             Followed::Done(result) => return result,
@@ -48,12 +38,32 @@ pub fn single_flight(
     }
 }
 
+/// Runs `lead` holding the ticket, leaves its outcome for the followers, and ends the flight: the ticket and
+/// the lease (the only keys a flight keeps in the state bucket) are removed whatever `lead` returned.
+fn run_as_leader(
+    env: &impl Env,
+    keys: &Keys,
+    upstream_timeout_ms: u64,
+    lead: impl FnOnce() -> Result<Series, Error>,
+) -> Result<Series, Error> {
+    let until = env.now_ms().saturating_add(upstream_timeout_ms + FLIGHT_GRACE_MS);
+    env.kv_set(&keys.lease, until.to_string().as_bytes());
+    let result = lead();
+    match &result {
+        Ok(_) => env.kv_delete(&keys.outcome),
+        Err(error) => env.kv_set(&keys.outcome, error.encode_outcome().as_bytes()),
+    }
+    env.kv_delete(&keys.lease);
+    env.kv_delete(&keys.ticket);
+    result
+}
+
 /// The keys of one symbol's flight.
 struct Keys {
     symbol: String,
-    ticket: String,
-    lease: String,
-    outcome: String,
+    ticket: Key,
+    lease: Key,
+    outcome: Key,
 }
 
 impl Keys {
@@ -112,7 +122,9 @@ fn follow(env: &impl Env, keys: &Keys, symbol: &Symbol, seen_at: u64, deadline: 
 
 /// Frees an orphaned ticket; only the first follower to ask for the same dead lease does it. The
 /// takeover key stays (it names one dead lease and is never reused), so a follower that read the same
-/// lease late cannot win again and remove the new leader's ticket; orphans are rare, so these are few.
+/// lease late cannot win again and remove the new leader's ticket. It lives in the memo bucket, which
+/// forgets it long after the last follower of that lease gave up; were it evicted sooner, the worst case
+/// is a second leader, one more upstream call.
 fn take_over(env: &impl Env, keys: &Keys, lease: &str) -> bool {
     let takeover = layout::flight_takeover(&keys.symbol, lease);
     if !matches!(env.kv_increment(&takeover, 1), Some(1)) {
@@ -125,12 +137,13 @@ fn take_over(env: &impl Env, keys: &Keys, lease: &str) -> bool {
 }
 
 fn newer_series(env: &impl Env, symbol: &Symbol, seen_at: u64) -> Option<Series> {
-    env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes)).filter(|s| s.fetched_at_ms > seen_at)
+    env.kv_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes)).filter(|s| s.fetched_at_ms > seen_at)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::env::Bucket;
     use crate::core::env::fake::FakeEnv;
 
     const T0: u64 = 1_764_000_000_000;
@@ -158,16 +171,40 @@ mod tests {
         let got = single_flight(&env, &msft(), 0, TIMEOUT, || Ok(series_at(T0)));
         assert_eq!(got.map(|s| s.fetched_at_ms), Ok(T0));
         for key in [layout::flight_ticket("MSFT"), layout::flight_lease("MSFT"), layout::flight_outcome("MSFT")] {
-            assert_eq!(env.kv_get(&key), None, "{key} left behind");
+            assert_eq!(env.kv_get(&key), None, "{key:?} left behind");
         }
     }
 
     #[test]
-    fn a_failed_leader_leaves_its_outcome_for_followers() {
+    fn a_failed_leader_leaves_its_outcome_for_followers_in_the_memo_bucket() {
         let env = env();
         let got = single_flight(&env, &msft(), 0, TIMEOUT, || Err(Error::UnknownSymbol("MSFT".into())));
         assert_eq!(got, Err(Error::UnknownSymbol("MSFT".into())));
         assert_eq!(env.kv_get(&layout::flight_outcome("MSFT")), Some(b"unknown:MSFT".to_vec()));
+        assert_eq!(env.keys_in(Bucket::Memo), [layout::flight_outcome("MSFT").name]);
+    }
+
+    #[test]
+    fn a_finished_flight_leaves_nothing_in_the_state_bucket() {
+        // See the filed issue: every failed symbol left `flight/v1/{SYM}/outcome` in the state bucket forever.
+        let outcomes: [fn(u64) -> Result<Series, Error>; 4] = [
+            |now| Ok(series_at(now)),
+            |_| Err(Error::UnknownSymbol("MSFT".into())),
+            |_| Err(Error::UpstreamTimeout(TIMEOUT)),
+            |_| Err(Error::BadUpstream("garbage".into())),
+        ];
+        for outcome in outcomes {
+            let env = env();
+            let got = single_flight(&env, &msft(), 0, TIMEOUT, || outcome(T0));
+            assert_eq!(env.keys_in(Bucket::State), Vec::<String>::new(), "after {got:?}");
+        }
+        // A flight that took over an orphan ends just as clean.
+        let env = env();
+        env.kv_set(&layout::flight_ticket("MSFT"), b"1");
+        env.kv_set(&layout::flight_lease("MSFT"), (T0 - 1).to_string().as_bytes());
+        assert!(single_flight(&env, &msft(), 0, TIMEOUT, || Err(Error::UpstreamTimeout(TIMEOUT))).is_err());
+        assert_eq!(env.keys_in(Bucket::State), Vec::<String>::new());
+        assert_eq!(env.keys_in(Bucket::Memo).len(), 2, "the outcome and the takeover ticket: {:?}", env.keys_in(Bucket::Memo));
     }
 
     #[test]
@@ -177,7 +214,7 @@ mod tests {
         env.kv_set(&layout::flight_lease("MSFT"), (T0 + TIMEOUT + FLIGHT_GRACE_MS).to_string().as_bytes());
         *env.on_sleep.borrow_mut() = Some(Box::new(|env: &FakeEnv| {
             if env.now_ms() >= T0 + 100 {
-                env.cache_set("series/MSFT", &cache::encode(&series_at(env.now_ms())));
+                env.kv_set(&layout::series("MSFT"), &cache::encode(&series_at(env.now_ms())));
                 env.kv_delete(&layout::flight_ticket("MSFT"));
             }
         }));

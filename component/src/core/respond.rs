@@ -1,5 +1,6 @@
 //! From (method, path) to a complete HTTP reply: status, headers and body. Errors become problems here.
 
+use stock_shared::cache_status;
 use stock_shared::problem::PROBLEM_JSON;
 
 use super::config::Settings;
@@ -55,7 +56,7 @@ fn answer(env: &impl Env, settings: &Result<Settings, Error>, method: &str, path
             };
             let mut reply = json(prices_json(&prices.symbol, &prices.closes, prices.average));
             reply.headers.extend([
-                ("x-cache", prices.cache.as_str().to_owned()),
+                (cache_status::HEADER, prices.cache.as_str().to_owned()),
                 ("age", prices.age_secs.to_string()),
                 ("cache-control", cache_control),
             ]);

@@ -1,10 +1,12 @@
 //! The request flow: cache, single flight, breaker and upstream, over an [`Env`].
 
+use stock_shared::cache_status;
+
 use super::breaker::{BreakerState, STATE_NAMES, secs_until};
 use super::cache::{self, Freshness, freshness};
 use super::config::{ConfigError, Settings};
 use super::decimal::Decimal;
-use super::env::Env;
+use super::env::{Env, Key};
 use super::error::Error;
 use super::flight::single_flight;
 use super::layout;
@@ -23,12 +25,12 @@ pub enum CacheStatus {
 }
 
 impl CacheStatus {
-    /// Header value.
+    /// Header value (`stock_shared::cache_status`, which the host counts).
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Hit => "HIT",
-            Self::Miss => "MISS",
-            Self::Stale => "STALE",
+            Self::Hit => cache_status::HIT,
+            Self::Miss => cache_status::MISS,
+            Self::Stale => cache_status::STALE,
         }
     }
 }
@@ -72,7 +74,7 @@ pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days
 }
 
 fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(Series, CacheStatus), Error> {
-    let mut cached = env.cache_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
+    let mut cached = env.kv_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
     let now = env.now_ms();
     let usable = |s: &Series| freshness(s.fetched_at_ms, now, settings.cache_ttl_ms);
     if let Some(series) = cached.take_if(|s| usable(s) == Freshness::Fresh) {
@@ -98,7 +100,7 @@ fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(S
 /// it refused (both remembered for a while, so they cost no quota and no waiting).
 fn remembered_refusal(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Option<Error> {
     let now = env.now_ms();
-    let unknown_until = stored_ms(env.cache_get(&layout::unknown_symbol(symbol.as_str())));
+    let unknown_until = stored_ms(env.kv_get(&layout::unknown_symbol(symbol.as_str())));
     if unknown_until.is_some_and(|until| now < until) {
         return Some(Error::UnknownSymbol(symbol.as_str().to_owned()));
     }
@@ -110,7 +112,7 @@ fn remembered_refusal(env: &impl Env, settings: &Settings, symbol: &Symbol) -> O
 /// written either, after this request last looked), then ask the breaker.
 fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
     let fresh = env
-        .cache_get(&layout::series(symbol.as_str()))
+        .kv_get(&layout::series(symbol.as_str()))
         .and_then(|bytes| cache::decode(&bytes))
         .filter(|s| freshness(s.fetched_at_ms, env.now_ms(), settings.cache_ttl_ms) == Freshness::Fresh);
     if let Some(series) = fresh {
@@ -127,25 +129,11 @@ fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<S
     upstream::guarded_call(env, settings, symbol)
 }
 
-/// `YYYY-MM-DD` (UTC) of a Unix time in milliseconds (Howard Hinnant's days-to-civil).
-pub fn civil_date(unix_ms: u64) -> String {
-    let days = i64::try_from(unix_ms / 86_400_000).unwrap_or(0) + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days.rem_euclid(146_097);
-    let year_of_era = (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let mp = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = year_of_era + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
-}
-
 fn stored_breaker(env: &impl Env) -> BreakerState {
     env.kv_get(&layout::breaker_state()).map_or(BreakerState::Closed, |b| BreakerState::decode(&b))
 }
 
-fn counter(env: &impl Env, key: &str) -> u64 {
+fn counter(env: &impl Env, key: &Key) -> u64 {
     env.kv_get(key).and_then(|b| String::from_utf8(b).ok()).and_then(|s| s.parse().ok()).unwrap_or(0)
 }
 
@@ -198,7 +186,8 @@ mod tests {
     use super::*;
     use crate::core::alphavantage::parse_answer;
     use crate::core::env::fake::FakeEnv;
-    use crate::core::env::{FetchError, Fetched};
+    use crate::core::env::{Bucket, FetchError, Fetched};
+    use stock_shared::calendar::{next_utc_midnight, utc_date};
 
     const T0: u64 = 1_764_000_000_000;
 
@@ -258,7 +247,7 @@ mod tests {
         *env.default_answer.borrow_mut() = Some(FakeEnv::ok(r#"{"Note": "Our standard API call frequency is 5 calls per minute"}"#));
         let stale = closing_prices(&env, &s, &msft(), 2).expect("stale prices");
         assert_eq!(stale.cache, CacheStatus::Stale);
-        env.cache.borrow_mut().remove("series/MSFT");
+        env.kv_delete(&layout::series("MSFT"));
         assert_eq!(closing_prices(&env, &s, &msft(), 2), Err(Error::RateLimited { retry_after_secs: 60 }));
     }
 
@@ -317,7 +306,7 @@ mod tests {
             if env.now_ms() >= T0 + 100 {
                 let series =
                     Series { fetched_at_ms: env.now_ms(), closes: cache::decode(&cache::encode(&sample())).expect("round trip").closes };
-                env.cache_set("series/MSFT", &cache::encode(&series));
+                env.kv_set(&layout::series("MSFT"), &cache::encode(&series));
                 env.kv_delete(&layout::flight_ticket("MSFT"));
             }
         }));
@@ -362,7 +351,7 @@ mod tests {
     fn upstream_calls_are_counted_per_utc_day() {
         let env = env_with_series();
         closing_prices(&env, &settings(), &msft(), 1).expect("prices");
-        assert_eq!(env.kv_get(&layout::quota(&civil_date(T0))), Some(b"1".to_vec()));
+        assert_eq!(env.kv_get(&layout::quota(&utc_date(T0))), Some(b"1".to_vec()));
     }
 
     #[test]
@@ -372,7 +361,7 @@ mod tests {
         let got = closing_prices(&env, &settings(), &msft(), 1).expect("the retry succeeds");
         assert_eq!(got.cache, CacheStatus::Miss);
         assert_eq!(env.fetched.borrow().len(), 2);
-        assert_eq!(env.kv_get(&layout::quota(&civil_date(T0))), Some(b"2".to_vec()), "the retry is a call too");
+        assert_eq!(env.kv_get(&layout::quota(&utc_date(T0))), Some(b"2".to_vec()), "the retry is a call too");
     }
 
     #[test]
@@ -444,22 +433,43 @@ mod tests {
         closing_prices(&env, &s, &msft(), 2).expect("first call is within the quota");
         let ibm = Symbol::parse("IBM").expect("valid");
         let refused = closing_prices(&env, &s, &ibm, 2);
-        let midnight_secs = u32::try_from((upstream::next_utc_midnight(T0) - T0).div_ceil(1000)).expect("small");
+        let midnight_secs = u32::try_from((next_utc_midnight(T0) - T0).div_ceil(1000)).expect("small");
         assert_eq!(refused, Err(Error::QuotaExhausted { quota: 1, retry_after_secs: midnight_secs }));
         assert_eq!(env.fetched.borrow().len(), 1, "no call past the quota");
         env.now.set(T0 + s.cache_ttl_ms + 1);
         assert_eq!(closing_prices(&env, &s, &msft(), 2).expect("stale beats quota").cache, CacheStatus::Stale);
         assert_eq!(env.kv_get(&layout::breaker_state()), None, "a spent quota is not an upstream failure");
-        env.now.set(upstream::next_utc_midnight(T0));
+        env.now.set(next_utc_midnight(T0));
         assert!(closing_prices(&env, &s, &ibm, 2).is_ok(), "a new UTC day, a new quota");
     }
 
     #[test]
-    fn civil_dates() {
-        for (ms, want) in
-            [(0, "1970-01-01"), (951_782_400_000, "2000-02-29"), (1_764_000_000_000, "2025-11-24"), (1_798_761_599_000, "2026-12-31")]
-        {
-            assert_eq!(civil_date(ms), want);
+    fn per_symbol_leftovers_go_to_the_memo_bucket_never_to_state_or_cache() {
+        // See the filed issue: 20,000 unknown symbols left 19,999 state keys, and ~12k pushed real series out
+        // of the cache. Whatever the upstream answers, the state bucket keeps only fixed keys and the cache
+        // only series.
+        let unknown = FakeEnv::ok(r#"{"Error Message": "Invalid API call."}"#);
+        let refused = FakeEnv::ok(r#"{"Error Message": "the parameter apikey is invalid or missing."}"#);
+        let day = utc_date(T0);
+        for (answer, want_state, memo_per_symbol) in [
+            (unknown, vec![format!("quota/{day}")], 2),
+            (refused, vec![format!("quota/{day}")], 1),
+            (Err(FetchError::Timeout), vec![format!("quota/{day}")], 1),
+        ] {
+            let env = env_with_series();
+            *env.default_answer.borrow_mut() = Some(answer.clone());
+            let mut s = settings();
+            s.breaker_threshold = 1_000;
+            for i in 0..50 {
+                let symbol = Symbol::parse(&format!("X{i}")).expect("valid");
+                assert!(closing_prices(&env, &s, &symbol, 2).is_err(), "{answer:?}");
+            }
+            let state: Vec<String> = env.keys_in(Bucket::State).into_iter().filter(|k| !k.starts_with("breaker/")).collect();
+            assert_eq!(state, want_state, "{answer:?}");
+            assert!(env.keys_in(Bucket::State).len() <= want_state.len() + 2, "breaker keys are fixed: {:?}", env.keys_in(Bucket::State));
+            assert_eq!(env.keys_in(Bucket::Cache), Vec::<String>::new(), "{answer:?}");
+            let memo = env.keys_in(Bucket::Memo).len();
+            assert!(memo <= 50 * memo_per_symbol, "{answer:?}: {memo} memo keys");
         }
     }
 

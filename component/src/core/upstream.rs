@@ -1,6 +1,7 @@
 //! One leader's trip to the upstream: the breaker's admission, the daily quota, at most one retry of a
 //! transient failure, and remembering refusals that asking again would only repeat.
 
+use stock_shared::calendar::{next_utc_midnight, utc_date};
 use stock_shared::redact::query_secrets as redact;
 
 use super::alphavantage::{parse_answer, query_url};
@@ -11,7 +12,6 @@ use super::env::{Env, FetchError, Fetched};
 use super::error::Error;
 use super::layout;
 use super::model::{Series, Symbol};
-use super::service::civil_date;
 
 /// How long a refused key is not tried again (a rotated key has another fingerprint and is tried at once).
 pub const REFUSED_KEY_BACKOFF_MS: u64 = 60_000;
@@ -74,12 +74,13 @@ fn transition(env: &impl Env, to: BreakerState) {
 }
 
 /// Remembers an unknown symbol (negative cache) and a refused key (back-off), so neither costs quota again.
+/// Both go to the memo bucket: however many symbols are unknown, they evict neither answers nor state.
 fn remember_refusal(env: &impl Env, settings: &Settings, symbol: &Symbol, result: &Result<Series, Error>) {
     let now = env.now_ms();
     match result {
         Err(Error::UnknownSymbol(_)) if settings.negative_cache_ttl_ms > 0 => {
             let until = now.saturating_add(settings.negative_cache_ttl_ms);
-            env.cache_set(&layout::unknown_symbol(symbol.as_str()), until.to_string().as_bytes());
+            env.kv_set(&layout::unknown_symbol(symbol.as_str()), until.to_string().as_bytes());
         }
         Err(Error::UpstreamMisconfigured { .. }) => {
             let until = now.saturating_add(REFUSED_KEY_BACKOFF_MS);
@@ -105,7 +106,7 @@ pub struct QuotaReport {
 /// Reads today's quota counter; never calls upstream.
 pub fn quota_report(env: &impl Env, settings: &Settings) -> QuotaReport {
     let now = env.now_ms();
-    let day = civil_date(now);
+    let day = utc_date(now);
     let used = stored_ms(env.kv_get(&layout::quota(&day))).unwrap_or(0);
     let spent = settings.daily_quota > 0 && used >= settings.daily_quota;
     QuotaReport { day, used, limit: settings.daily_quota, retry_after_secs: spent.then(|| secs_until(now, next_utc_midnight(now))) }
@@ -117,7 +118,7 @@ fn quota_left(env: &impl Env, settings: &Settings) -> Result<(), Error> {
         return Ok(());
     }
     let now = env.now_ms();
-    let used = stored_ms(env.kv_get(&layout::quota(&civil_date(now)))).unwrap_or(0);
+    let used = stored_ms(env.kv_get(&layout::quota(&utc_date(now)))).unwrap_or(0);
     if used >= settings.daily_quota {
         return Err(Error::QuotaExhausted { quota: settings.daily_quota, retry_after_secs: secs_until(now, next_utc_midnight(now)) });
     }
@@ -126,7 +127,7 @@ fn quota_left(env: &impl Env, settings: &Settings) -> Result<(), Error> {
 
 /// Counts one upstream call against today's quota; false when it would go past it.
 fn spend_quota(env: &impl Env, settings: &Settings) -> bool {
-    let used = env.kv_increment(&layout::quota(&civil_date(env.now_ms())), 1);
+    let used = env.kv_increment(&layout::quota(&utc_date(env.now_ms())), 1);
     settings.daily_quota == 0 || used.is_none_or(|n| n <= settings.daily_quota)
 }
 
@@ -152,7 +153,7 @@ fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result
     env.log(&format!("upstream url={} outcome={outcome} ms={elapsed}", redact(&url)));
     let closes = result?;
     let series = Series { fetched_at_ms: env.now_ms(), closes };
-    env.cache_set(&layout::series(symbol.as_str()), &cache::encode(&series));
+    env.kv_set(&layout::series(symbol.as_str()), &cache::encode(&series));
     Ok(series)
 }
 
@@ -193,9 +194,4 @@ pub fn stored_ms(bytes: Option<Vec<u8>>) -> Option<u64> {
 pub fn key_fingerprint(apikey: &str) -> String {
     let hash = apikey.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
     format!("{:08x}", (hash ^ (hash >> 32)) as u32)
-}
-
-/// The next 00:00 UTC after `now_ms`, when the daily quota resets.
-pub fn next_utc_midnight(now_ms: u64) -> u64 {
-    (now_ms / 86_400_000 + 1) * 86_400_000
 }

@@ -94,14 +94,32 @@ pub fn get(addr: SocketAddr, path: &str) -> Reply {
     request(addr, "GET", path)
 }
 
-/// Writes `raw` bytes on a new connection and reads until the server closes it (10 s bound).
+/// Writes `raw` bytes on a new connection and reads until the server closes it (10 s bound). A failed write is not
+/// an error here: a server may answer (431, 400) and close before reading all of `raw`; check the answer with
+/// [`status_of`], which fails on an empty one.
 pub fn raw_exchange(addr: SocketAddr, raw: &[u8]) -> String {
     let mut stream = TcpStream::connect(addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
-    stream.write_all(raw).expect("write");
+    let _ = stream.write_all(raw);
     let mut out = Vec::new();
     let _ = stream.read_to_end(&mut out);
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The status code of the first response in a raw answer; fails the test when the answer does not start with an
+/// `HTTP/1.x NNN` status line (an empty answer, a closed connection, garbage), naming `what` was sent.
+pub fn status_of(answer: &str, what: &str) -> u16 {
+    let line = answer.lines().next().unwrap_or_default();
+    let status = line
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| line.strip_prefix("HTTP/1.0 "))
+        .and_then(|rest| rest.get(..3))
+        .filter(|code| code.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|code| code.parse().ok());
+    status.unwrap_or_else(|| {
+        let start: String = answer.chars().take(200).collect();
+        panic!("{what}: no HTTP status line in the answer ({} bytes): {start:?}", answer.len())
+    })
 }
 
 /// Sends `method path` with extra `headers` and `body` (`Connection: close`) and reads the answer.
@@ -356,20 +374,59 @@ impl Sim {
         assert_eq!(reply.status, 200, "sim refused fault {mode}: {}", reply.body);
     }
 
-    /// Total /query calls received.
-    pub fn calls(&self) -> u64 {
-        get(self.addr, "/_sim/stats").json()["calls"].as_u64().expect("calls")
+    /// `GET /_sim/stats`, read strictly: an answer without the counters fails the test instead of reading as 0.
+    pub fn stats(&self) -> SimStats {
+        let reply = get(self.addr, "/_sim/stats");
+        assert_eq!(reply.status, 200, "GET /_sim/stats: {}", reply.body);
+        let stats = reply.json();
+        let calls = stats["calls"].as_u64().unwrap_or_else(|| panic!("no `calls` counter in the sim's stats: {stats}"));
+        let by_symbol = stats["by_symbol"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no `by_symbol` object in the sim's stats: {stats}"))
+            .iter()
+            .map(|(symbol, n)| (symbol.clone(), n.as_u64().unwrap_or_else(|| panic!("calls for {symbol} is not a count: {stats}"))))
+            .collect();
+        SimStats { calls, by_symbol }
     }
 
-    /// /query calls received for `symbol`.
+    /// Total /query calls received.
+    pub fn calls(&self) -> u64 {
+        self.stats().calls
+    }
+
+    /// /query calls received for `symbol`; 0 also when the simulator never saw it (`by_symbol` lists only seen
+    /// symbols). To assert that a symbol never reached the simulator use [`Sim::assert_never_saw`], next to a
+    /// positive control in the same test (a request that does reach it, counted afterwards).
     pub fn calls_for(&self, symbol: &str) -> u64 {
-        get(self.addr, "/_sim/stats").json()["by_symbol"][symbol].as_u64().unwrap_or(0)
+        self.stats().calls_for(symbol).unwrap_or(0)
+    }
+
+    /// Fails unless the simulator answered its stats and has no `/query` call for `symbol`.
+    pub fn assert_never_saw(&self, symbol: &str, why: &str) {
+        let stats = self.stats();
+        assert_eq!(stats.calls_for(symbol), None, "{why}: the simulator saw {symbol}; {stats:?}");
     }
 
     /// The raw TIME_SERIES_DAILY document for `symbol`, fetched directly.
     pub fn series(&self, symbol: &str) -> serde_json::Value {
         let reply = get(self.addr, &format!("/query?function=TIME_SERIES_DAILY&symbol={symbol}&apikey=oracle"));
         reply.json()
+    }
+}
+
+/// What the simulator's `GET /_sim/stats` answered.
+#[derive(Debug, Clone)]
+pub struct SimStats {
+    /// Every `/query` call, faulted or not.
+    pub calls: u64,
+    /// Calls per upper-case symbol; only symbols the simulator saw are listed.
+    pub by_symbol: HashMap<String, u64>,
+}
+
+impl SimStats {
+    /// Calls for `symbol`, or `None` when the simulator never saw it (not the same as a count of 0).
+    pub fn calls_for(&self, symbol: &str) -> Option<u64> {
+        self.by_symbol.get(symbol).copied()
     }
 }
 

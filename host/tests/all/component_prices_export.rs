@@ -6,12 +6,12 @@ use std::time::Duration;
 
 use clap::Parser;
 use stock_host::config::{Cli, Command};
-use stock_host::egress::EgressPolicy;
-use stock_host::engine::{build_engine, build_linker};
-use stock_host::keyvalue::Buckets;
-use stock_host::metrics::Metrics;
-use stock_host::secrets::ComponentConfig;
-use stock_host::state::RequestState;
+use stock_host::runtime::egress::EgressPolicy;
+use stock_host::runtime::engine::{build_engine, build_linker};
+use stock_host::runtime::store::RequestState;
+use stock_host::runtime::variables::ComponentConfig;
+use stock_host::state::Buckets;
+use stock_host::telemetry::metrics::Metrics;
 use wasmtime::Store;
 use wasmtime::component::{Component, Val};
 
@@ -26,13 +26,13 @@ fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Buckets) -> Val
         let component = Component::from_file(&engine, component_path()).expect("component");
         let metrics = Arc::new(Metrics::new().expect("metrics"));
         let egress = EgressPolicy {
-            allowed_authority: config.upstream_authority(),
+            allowed_authority: config.service.upstream_authority(),
             timeout: Duration::from_secs(5),
             metrics,
             trace: None,
             spans: None,
         };
-        let vars = ComponentConfig::new(&config, Some("export-key".into())).variables();
+        let vars = ComponentConfig::new(config.service.variables(), Some("export-key".into())).variables();
         let state = RequestState::new(egress, vars, kv.clone(), 64 << 20);
         let mut store = Store::new(&engine, state);
         store.set_epoch_deadline(u64::MAX / 2);

@@ -98,8 +98,8 @@ fn each_answer_names_the_build_that_produced_it() {
     let sim = Sim::start();
     let fixture = fixture_component_path();
     let host = Host::with_sim(&sim, "version-key", &[("COMPONENT", fixture.to_str().expect("utf-8"))]);
-    let want = stock_host::engine::short_version(&std::fs::read(&fixture).expect("fixture"));
-    let released = stock_host::engine::short_version(&std::fs::read(component_path()).expect("component"));
+    let want = stock_host::version_of(&std::fs::read(&fixture).expect("fixture"));
+    let released = stock_host::version_of(&std::fs::read(component_path()).expect("component"));
     assert_ne!(want, released, "the fixture is a different build");
     for path in ["/MSFT/2", "/health", "/ready", "/_fixture/trap"] {
         assert_eq!(get(host.addr, path).header("x-component-version"), Some(want.as_str()), "{path}");

@@ -25,7 +25,7 @@ fn canary(host: &Host) -> serde_json::Value {
 fn a_canary_takes_its_share_and_promotion_makes_it_the_only_build() {
     let release = std::fs::read(component_path()).expect("component");
     let marked = with_custom_section(&release, "stock-canary-build");
-    let (stable, candidate) = (stock_host::engine::short_version(&release), stock_host::engine::short_version(&marked));
+    let (stable, candidate) = (stock_host::version_of(&release), stock_host::version_of(&marked));
     let sim = Sim::start();
     let host = Host::with_sim(&sim, "canary-key", &[("ADMIN_TOKEN", "canary-token")]);
     let started = request_with(host.admin, "PUT", "/admin/component?canary=20", &[TOKEN], &marked);
@@ -82,7 +82,7 @@ fn an_operator_rollback_during_a_canary_drops_it_at_once() {
     let dropped = request_with(host.admin, "POST", "/admin/rollback", &[TOKEN], b"");
     assert_eq!((dropped.status, dropped.json()["result"].as_str()), (200, Some("rollback")), "{}", dropped.body);
     assert!(canary(&host).is_null());
-    let stable = stock_host::engine::short_version(&release);
+    let stable = stock_host::version_of(&release);
     assert_eq!(versions(&host, "/MSFT/7", 20, &[]).get(&stable), Some(&20), "the stable build takes everything again");
 }
 
@@ -142,7 +142,7 @@ fn last_attempt(host: &Host) -> (String, String) {
 fn with_canary_percent_a_changed_file_starts_a_canary_and_reverting_the_file_drops_it() {
     let release = std::fs::read(component_path()).expect("component");
     let marked = with_custom_section(&release, "stock-file-canary-build");
-    let (stable, candidate) = (stock_host::engine::short_version(&release), stock_host::engine::short_version(&marked));
+    let (stable, candidate) = (stock_host::version_of(&release), stock_host::version_of(&marked));
     let mut volume = ConfigMapDir::new("file-canary", &release);
     let sim = Sim::start();
     let component = volume.path();
@@ -167,7 +167,7 @@ fn with_canary_percent_a_changed_file_starts_a_canary_and_reverting_the_file_dro
 fn a_file_canary_with_auto_promotion_becomes_the_only_build_after_a_healthy_period() {
     let release = std::fs::read(component_path()).expect("component");
     let marked = with_custom_section(&release, "stock-file-promoted-build");
-    let candidate = stock_host::engine::short_version(&marked);
+    let candidate = stock_host::version_of(&marked);
     let mut volume = ConfigMapDir::new("file-promote", &release);
     let sim = Sim::start();
     let component = volume.path();

@@ -84,13 +84,17 @@ fn nasty_paths_and_every_method_get_a_4xx_or_a_2xx_never_a_5xx() {
             assert_eq!(reply.status, 405, "{method}");
         }
     }
-    let stats = get(sim.addr, "/_sim/stats").json();
-    for symbol in stats["by_symbol"].as_object().expect("by_symbol").keys() {
+    let stats = sim.stats();
+    for symbol in stats.by_symbol.keys() {
         let valid = (1..=10).contains(&symbol.len())
             && symbol.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
         assert!(valid, "an invalid symbol reached the upstream: {symbol:?}");
     }
-    assert_eq!(stats["calls"].as_u64(), Some(stats["by_symbol"].as_object().expect("by_symbol").values().filter_map(|v| v.as_u64()).sum()));
+    // Positive control: valid symbols among the paths did reach the simulator, so the check above saw real calls.
+    for symbol in ["MSFT", "BRK.B", "A.B-C"] {
+        assert!(stats.calls_for(symbol).is_some(), "{symbol} (a valid symbol in the list) never reached the simulator: {stats:?}");
+    }
+    assert_eq!(stats.calls, stats.by_symbol.values().sum::<u64>(), "every call has a symbol: {stats:?}");
     assert_eq!(get(host.addr, "/health").status, 200);
 }
 
@@ -100,10 +104,10 @@ fn oversized_heads_are_refused_with_431_and_the_host_carries_on() {
     let host = Host::with_sim(&sim, "headers-key", &[]);
     let big_header = format!("GET /MSFT/7 HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1 << 20));
     let answer = raw_exchange(host.addr, big_header.as_bytes());
-    assert!(answer.starts_with("HTTP/1.1 431") || answer.is_empty(), "1 MB header: {}", &answer[..answer.len().min(200)]);
+    assert_eq!(status_of(&answer, "a 1 MB header"), 431, "1 MB header: {}", &answer[..answer.len().min(200)]);
     let many: String = (0..10_000).map(|i| format!("X-H{i}: v\r\n")).collect();
     let answer = raw_exchange(host.addr, format!("GET /MSFT/7 HTTP/1.1\r\nHost: x\r\n{many}Connection: close\r\n\r\n").as_bytes());
-    assert!(answer.starts_with("HTTP/1.1 431") || answer.is_empty(), "10,000 headers: {}", &answer[..answer.len().min(200)]);
+    assert_eq!(status_of(&answer, "10,000 headers"), 431, "10,000 headers: {}", &answer[..answer.len().min(200)]);
     assert_eq!(get(host.addr, "/MSFT/7").status, 200);
 }
 
@@ -113,8 +117,8 @@ fn smuggling_shapes_are_rejected_and_bodies_are_not_read() {
     let host = Host::with_sim(&sim, "smuggle-key", &[]);
     let both = "POST /MSFT/7 HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nGET /IBM/7 HTTP/1.1\r\nHost: x\r\n\r\n";
     let answer = raw_exchange(host.addr, both.as_bytes());
-    assert!(answer.starts_with("HTTP/1.1 400") || answer.starts_with("HTTP/1.1 405"), "{answer}");
-    assert_eq!(sim.calls_for("IBM"), 0, "the smuggled request never ran");
+    assert!(matches!(status_of(&answer, "Content-Length with Transfer-Encoding"), 400 | 405), "{answer}");
+    sim.assert_never_saw("IBM", "the smuggled request never ran");
     // A huge declared body is not read: the answer comes without the body being sent.
     let mut stream = TcpStream::connect(host.addr).expect("connect");
     stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
@@ -122,6 +126,9 @@ fn smuggling_shapes_are_rejected_and_bodies_are_not_read() {
     let mut head = [0u8; 12];
     std::io::Read::read_exact(&mut stream, &mut head).expect("an answer before the body");
     assert_eq!(&head, b"HTTP/1.1 405");
+    // Positive control: the same symbol, asked plainly, does reach this simulator and is counted under that name.
+    assert_eq!(get(host.addr, "/IBM/7").status, 200);
+    assert_eq!(sim.stats().calls_for("IBM"), Some(1), "a plain request for the smuggled symbol reaches the simulator");
 }
 
 #[test]
@@ -189,7 +196,10 @@ fn well_known_paths_are_reserved_and_never_cost_an_upstream_call() {
         assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/not-found", "{path}");
     }
     assert!(get(host.addr, "/metrics").body.contains("admin port"), "says where metrics are");
-    assert_eq!(sim.calls(), 0);
+    assert_eq!(sim.calls(), 0, "no reserved path called the upstream");
+    // Positive control: a prices request from the same host is counted, so the zero above was measured.
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    assert_eq!(sim.calls(), 1, "a prices request reaches the simulator");
 }
 
 #[test]
@@ -202,6 +212,10 @@ fn an_empty_key_behaves_like_no_key_and_names_the_configuration_not_the_upstream
     assert_eq!(reply.header("retry-after"), Some("60"));
     assert_eq!(sim.calls(), 0, "no call is made without a key");
     assert!(host.logs().contains("no APIKEY or APIKEY_FILE"), "startup warns:\n{}", host.logs());
+    // Positive control: the same ALPHAVANTAGE_URL with a key does reach this simulator, so the zero above was measured.
+    let keyed = Host::start(&[("ALPHAVANTAGE_URL", &sim.url()), ("APIKEY", "control-key")]);
+    assert_eq!(get(keyed.addr, "/MSFT/7").status, 200);
+    assert_eq!(sim.calls(), 1, "with a key the same request calls the upstream");
 }
 
 #[test]
@@ -232,5 +246,8 @@ fn the_docs_page_and_its_bundle_are_served_by_the_host_with_a_same_origin_policy
     assert_eq!(bundle.status, 200);
     assert!(bundle.body.len() > 3_000_000, "the real Scalar bundle, {} bytes", bundle.body.len());
     assert_eq!(request(host.addr, "HEAD", "/docs").body, "");
-    assert_eq!(sim.calls(), 0);
+    assert_eq!(sim.calls(), 0, "the docs page and its bundle never call the upstream");
+    // Positive control: a prices request from the same host is counted, so the zero above was measured.
+    assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    assert_eq!(sim.calls(), 1, "a prices request reaches the simulator");
 }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 fn version_of(bytes: &[u8]) -> String {
-    stock_host::engine::short_version(bytes)
+    stock_host::version_of(bytes)
 }
 
 fn running_version(host: &Host) -> String {

@@ -169,7 +169,7 @@ fn version_names_the_build_the_commit_wasmtime_and_the_default_component() {
     for part in ["commit ", "wasmtime 48.", "default component "] {
         assert!(text.contains(part), "{part} missing: {text}");
     }
-    let digest = stock_host::engine::short_version(&std::fs::read(component_path()).expect("component"));
+    let digest = stock_host::version_of(&std::fs::read(component_path()).expect("component"));
     assert!(text.contains(&digest), "the default component (the release build beside the binary) is named by its digest: {text}");
 }
 

@@ -67,7 +67,7 @@ fn every_response_names_the_component_version_and_a_request_id() {
     let sim = Sim::start();
     let host = Host::with_sim(&sim, "header-test-key", &[]);
     let bytes = std::fs::read(component_path()).expect("component");
-    let want = stock_host::engine::short_version(&bytes);
+    let want = stock_host::version_of(&bytes);
     let mut ids = std::collections::HashSet::new();
     for path in ["/health", "/ready", "/MSFT/2", "/NOSUCH", "/MSFT/0"] {
         let reply = get(host.addr, path);

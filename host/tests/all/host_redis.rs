@@ -4,10 +4,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use stock_host::keyvalue::contract;
-use stock_host::keyvalue::redis::{RedisBucket, RedisLink, RedisSettings};
-use stock_host::keyvalue::{KvStore, MemoryCache};
-use stock_host::metrics::Metrics;
+use stock_host::state::contract;
+use stock_host::state::redis::{RedisBucket, RedisLink, RedisSettings};
+use stock_host::state::{KvStore, MemoryBucket, Policy};
+use stock_host::telemetry::metrics::Metrics;
 
 use crate::common::*;
 
@@ -18,24 +18,49 @@ fn two_hosts(sim: &Sim, redis: &RedisServer, env: &[(&str, &str)]) -> (Host, Hos
     (Host::with_sim(sim, "shared-key", &all), Host::with_sim(sim, "shared-key", &all))
 }
 
+fn settings(redis: &RedisServer) -> RedisSettings {
+    RedisSettings {
+        url: redis.url(),
+        password: None,
+        password_file: None,
+        prefix: "contract:".into(),
+        timeout: Duration::from_millis(500),
+        cache_expiry: Duration::from_secs(3600),
+        state_expiry: Duration::from_secs(3600),
+        memo_expiry: Duration::from_secs(3600),
+    }
+}
+
 #[test]
 fn the_redis_backend_keeps_the_same_store_contract_as_memory() {
     let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let settings = RedisSettings {
-            url: redis.url(),
-            password: None,
-            password_file: None,
-            prefix: "contract:".into(),
-            timeout: Duration::from_millis(500),
-            cache_expiry: Duration::from_secs(3600),
-        };
+        let settings = settings(&redis);
         let link = RedisLink::new(&settings, Arc::new(Metrics::new().expect("metrics"))).expect("link");
         assert!(link.connect().await, "redis answers");
-        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "state", None, Arc::new(MemoryCache::new(10)));
+        let local = Arc::new(MemoryBucket::new(Policy::cache(10, None)));
+        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "state", settings.state_expiry, local);
         contract::check(&bucket).await;
         assert_eq!(bucket.backend(), "redis", "the contract ran against Redis, not the local twin");
+    });
+}
+
+#[test]
+fn redis_forgets_a_key_not_written_within_its_expiry_like_memory() {
+    // See the filed issue: `quota/{day}` and flight `takeover/{lease}` never expired, so a long-running fleet's
+    // Redis grew forever. Every write and increment (INCRBY and PEXPIRE in one transaction) sets the expiry.
+    let redis = RedisServer::start();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    runtime.block_on(async {
+        let settings = settings(&redis);
+        let link = RedisLink::new(&settings, Arc::new(Metrics::new().expect("metrics"))).expect("link");
+        assert!(link.connect().await, "redis answers");
+        let expiry = Duration::from_millis(1_000);
+        let local = Arc::new(MemoryBucket::new(Policy::memo(10, Some(expiry))));
+        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "expiring", expiry, local);
+        contract::check_expiry(&bucket, expiry).await;
+        assert_eq!(bucket.backend(), "redis", "the expiry was Redis's, not the local twin's");
     });
 }
 

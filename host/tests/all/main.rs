@@ -14,4 +14,6 @@ mod host_lifecycle;
 mod host_metrics_and_secrets;
 mod host_redis;
 mod host_reliability;
+mod host_rollout_control;
+mod host_state_bounds;
 mod observability;

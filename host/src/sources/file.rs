@@ -1,4 +1,6 @@
-//! Watches the COMPONENT file and submits a changed build for a swap. It follows Kubernetes
+//! The COMPONENT file as a source of builds: read once at startup, then watched; a changed file is
+//! submitted through the one door ([`Builds::submit`]) with [`Mode::Policy`], which decides swap or
+//! canary. It follows Kubernetes
 //! ConfigMap/Secret volume semantics: the watched path is usually a symlink through `..data`, which the
 //! kubelet swaps atomically, so the file itself never gets a write event. The watcher therefore watches
 //! the directory (inotify via `notify`), re-reads the path on any event there, and polls slowly as a
@@ -13,8 +15,8 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::App;
-use crate::swap::{self, Source, SwapResult};
+use crate::builds::{Builds, Candidate, MAX_COMPONENT_BYTES, Mode, Source};
+use crate::runtime::engine::digest;
 
 /// The safety-net poll: catches changes the filesystem did not report (network volumes, missed events).
 pub const POLL_EVERY: Duration = Duration::from_secs(10);
@@ -32,8 +34,8 @@ pub struct ComponentWatcher {
 }
 
 impl ComponentWatcher {
-    /// Starts watching `path` for `app`.
-    pub fn spawn(app: Arc<App>, path: PathBuf) -> Self {
+    /// Starts watching `path`, submitting each new content to `builds`.
+    pub fn spawn(builds: Arc<Builds>, path: PathBuf) -> Self {
         let (events, mut wake) = mpsc::unbounded_channel::<()>();
         let directory = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
@@ -52,7 +54,7 @@ impl ComponentWatcher {
         let task = tokio::spawn(async move {
             let mut poll = tokio::time::interval(POLL_EVERY);
             poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut last_seen = app.component().digest.clone();
+            let mut last_seen = builds.stable().origin.digest.clone();
             loop {
                 let noticed = tokio::select! {
                     _ = poll.tick() => Instant::now(),
@@ -64,28 +66,13 @@ impl ComponentWatcher {
                     }
                 };
                 let Some(bytes) = settled(&path).await else { continue };
-                let digest = crate::engine::digest(&bytes);
+                let digest = digest(&bytes);
                 // Act once per distinct file content: a rejected (or rolled back) file is not retried until it changes.
                 if digest == last_seen {
                     continue;
                 }
-                last_seen = digest.clone();
-                // Without CANARY_PERCENT the file decides everything, as a swap: the file holding the canary's
-                // build promotes it. With it, the file starts canaries and putting the stable build back drops one.
-                let stable = app.component();
-                match (app.canary_policy.file_canary_percent, app.canary.load_full()) {
-                    (Some(_), Some(_)) if digest == stable.digest => {
-                        swap::end_canary(&app, SwapResult::Rollback, Source::File, None).await;
-                    }
-                    (Some(_), Some(canary)) if canary.build.digest == digest => {}
-                    _ if digest == stable.digest => {}
-                    (Some(percent), _) => {
-                        swap::start_canary(&app, bytes, Source::File, percent, noticed).await;
-                    }
-                    (None, _) => {
-                        swap::swap_bytes(&app, bytes, Source::File, noticed).await;
-                    }
-                }
+                last_seen = digest;
+                builds.submit(file_candidate(&path, bytes, noticed)).await;
             }
         });
         Self { task, _watcher: watcher }
@@ -98,20 +85,43 @@ impl Drop for ComponentWatcher {
     }
 }
 
+/// A candidate made of the COMPONENT file's bytes.
+pub fn file_candidate(path: &Path, bytes: Bytes, noticed: Instant) -> Candidate {
+    let source = Source::File;
+    Candidate { bytes, source, reference: Some(path.display().to_string()), expected_digest: None, mode: Mode::Policy, noticed }
+}
+
+/// The first build: the COMPONENT file as it is at startup, through the same door as every change.
+pub async fn startup_candidate(path: &Path) -> std::io::Result<Candidate> {
+    let bytes = read_bounded(path).await?;
+    let mut candidate = file_candidate(path, bytes, Instant::now());
+    candidate.source = Source::Startup;
+    Ok(candidate)
+}
+
+/// At most one byte more than [`MAX_COMPONENT_BYTES`] of the file: enough for the door to refuse an
+/// oversized file by its size, without holding a file of any size in memory.
+async fn read_bounded(path: &Path) -> std::io::Result<Bytes> {
+    use tokio::io::AsyncReadExt;
+    let file = tokio::fs::File::open(path).await?;
+    let mut bytes = Vec::new();
+    file.take(MAX_COMPONENT_BYTES as u64 + 1).read_to_end(&mut bytes).await?;
+    Ok(Bytes::from(bytes))
+}
+
 /// The file's bytes once two reads in a row agree; `None` while it is missing or keeps changing.
 async fn settled(path: &Path) -> Option<Bytes> {
     let mut previous: Option<(usize, String)> = None;
     for _ in 0..SETTLE_TRIES {
-        let read = tokio::fs::read(path).await;
-        let bytes = match read {
-            Ok(bytes) => Bytes::from(bytes),
+        let bytes = match read_bounded(path).await {
+            Ok(bytes) => bytes,
             Err(error) => {
                 tracing::debug!(path = %path.display(), %error, "component file not readable yet");
                 tokio::time::sleep(SETTLE_EVERY).await;
                 continue;
             }
         };
-        let fingerprint = (bytes.len(), crate::engine::digest(&bytes));
+        let fingerprint = (bytes.len(), digest(&bytes));
         if previous.as_ref() == Some(&fingerprint) {
             return Some(bytes);
         }

@@ -1,7 +1,6 @@
 //! The wasmtime engine and linker (built once), the epoch ticker, and loading a component into a
 //! pre-instantiated, checked [`LoadedComponent`].
 
-use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -13,9 +12,9 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
-use crate::pool::{InstancePool, Reuse};
-use crate::state::RequestState;
-use crate::status::{Status, StatusIndices};
+use super::pool::{InstancePool, Reuse};
+use super::status::{Status, StatusIndices};
+use super::store::RequestState;
 
 /// Epoch tick: the granularity of the per-request deadline.
 pub const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -43,7 +42,7 @@ pub fn build_linker(engine: &Engine) -> anyhow::Result<Linker<RequestState>> {
     wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
     wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
     wasmtime_wasi_config::add_to_linker(&mut linker, RequestState::config)?;
-    crate::keyvalue::add_to_linker(&mut linker, RequestState::kv)?;
+    crate::state::add_to_linker(&mut linker, RequestState::kv)?;
     Ok(linker)
 }
 
@@ -73,8 +72,12 @@ impl LoadedComponent {
 /// The check a candidate build failed, in the order they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LoadStep {
-    /// Reading the file.
+    /// Reading the candidate from its source.
     Read,
+    /// Larger than any source may deliver (`builds::MAX_COMPONENT_BYTES`).
+    Size,
+    /// Not the bytes its source promised (an expected digest did not match).
+    Digest,
     /// Compiling: not a WebAssembly component, invalid, or over the pooling allocator's limits.
     Compile,
     /// Linking: it imports something this host does not provide.
@@ -83,6 +86,8 @@ pub enum LoadStep {
     Exports,
     /// The smoke test: its status export and a request through its handler.
     SmokeTest,
+    /// It refuses this host's configuration (`stock:service/status.check-config`).
+    Config,
 }
 
 impl LoadStep {
@@ -90,10 +95,13 @@ impl LoadStep {
     pub fn name(self) -> &'static str {
         match self {
             Self::Read => "read",
+            Self::Size => "size",
+            Self::Digest => "digest",
             Self::Compile => "compile",
             Self::Link => "link",
             Self::Exports => "exports",
             Self::SmokeTest => "smoke-test",
+            Self::Config => "config",
         }
     }
 }
@@ -115,20 +123,20 @@ impl LoadError {
     }
 }
 
-/// Reads, compiles, links and checks the component at `path`.
-pub fn load_component(engine: &Engine, linker: &Linker<RequestState>, path: &Path, reuse: Reuse) -> anyhow::Result<LoadedComponent> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read component {}", path.display()))?;
-    load_bytes(engine, linker, &bytes, reuse).with_context(|| format!("component {} cannot be served", path.display()))
-}
-
 /// Compiles (never deserializes: precompiled bytes from outside are not trusted), links and checks
-/// `bytes`; each step names itself when it fails. Blocking: call it off the request path.
-pub fn load_bytes(engine: &Engine, linker: &Linker<RequestState>, bytes: &[u8], reuse: Reuse) -> Result<LoadedComponent, LoadError> {
+/// `bytes` (whose sha256 is `digest`); each step names itself when it fails. Blocking: call it off the
+/// request path.
+pub fn load_bytes(
+    engine: &Engine,
+    linker: &Linker<RequestState>,
+    bytes: &[u8],
+    digest: String,
+    reuse: Reuse,
+) -> Result<LoadedComponent, LoadError> {
     if !bytes.starts_with(b"\0asm") && !looks_like_text(bytes) {
         return Err(LoadError::new(LoadStep::Compile, "not a WebAssembly component (no \\0asm header)"));
     }
-    let digest = digest(bytes);
-    let version = digest[..12].to_owned();
+    let version = version_of_digest(&digest).to_owned();
     let component = Component::new(engine, bytes).map_err(|e| {
         let message = decimal_numbers(&format!("{e:#}"));
         let hint = if message.contains("memory") { " (raise MAX_MEMORY_MIB: the build needs more memory per instance)" } else { "" };
@@ -176,9 +184,15 @@ pub fn digest(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-/// `sha256(bytes)` as 12 lower-case hex digits.
-pub fn short_version(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().take(6).map(|b| format!("{b:02x}")).collect()
+/// A build's version: the first 12 hex digits of its digest (the one rule for every log line, metric
+/// label, header and record).
+pub fn version_of_digest(digest: &str) -> &str {
+    digest.get(..12).unwrap_or(digest)
+}
+
+/// The version of the build made of `bytes`.
+pub fn version_of(bytes: &[u8]) -> String {
+    version_of_digest(&digest(bytes)).to_owned()
 }
 
 /// The one thread that advances the engine's epoch for every store's deadline; stops on drop.
@@ -235,7 +249,7 @@ mod tests {
 
     #[test]
     fn versions_are_sha256_prefixes() {
-        assert_eq!(short_version(b""), "e3b0c44298fc");
-        assert_eq!(short_version(b"abc"), "ba7816bf8f01");
+        assert_eq!(version_of(b""), "e3b0c44298fc");
+        assert_eq!(version_of(b"abc"), "ba7816bf8f01");
     }
 }

@@ -17,54 +17,8 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{BatchSpanProcessor, SpanData, SpanEvents, SpanExporter, SpanLinks, SpanProcessor};
 use prometheus::IntCounterVec;
 
-use crate::trace::TraceContext;
-
-/// The service name spans carry when `OTEL_SERVICE_NAME` is not set.
-pub const DEFAULT_SERVICE_NAME: &str = "stock-host";
-
-/// Where and how spans are exported (from the standard `OTEL_*` variables).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ExportSettings {
-    /// The full URL spans are POSTed to (`…/v1/traces`).
-    pub traces_url: String,
-    /// `service.name` of the resource.
-    pub service_name: String,
-}
-
-impl ExportSettings {
-    /// Export settings when an endpoint is configured: the traces endpoint as given, else the base
-    /// endpoint with `/v1/traces` appended (as the OTLP specification says); `None` keeps export off.
-    pub fn from_endpoints(base: Option<&str>, traces: Option<&str>, service_name: Option<&str>) -> Option<Self> {
-        let traces_url = match (traces, base) {
-            (Some(url), _) => url.to_owned(),
-            (None, Some(base)) => format!("{}/v1/traces", base.trim_end_matches('/')),
-            (None, None) => return None,
-        };
-        let service_name = service_name.filter(|name| !name.trim().is_empty()).unwrap_or(DEFAULT_SERVICE_NAME).to_owned();
-        Some(Self { traces_url, service_name })
-    }
-}
-
-/// A checked OTLP endpoint: plain `http://` (the host has no TLS stack for export; send to a
-/// collector agent or sidecar, which forwards over TLS).
-pub fn parse_endpoint(text: &str) -> Result<String, String> {
-    let uri: http::Uri = text.trim().parse().map_err(|_| format!("{text:?} is not a URL like http://otel-collector:4318"))?;
-    match (uri.scheme_str(), uri.host()) {
-        (Some("http"), Some(host)) if !host.is_empty() => Ok(text.trim().to_owned()),
-        (Some("https"), _) => {
-            Err(format!("{text:?}: this host exports over plain http only; point it at a collector agent or sidecar (http://…:4318)"))
-        }
-        _ => Err(format!("{text:?} is not a URL like http://otel-collector:4318")),
-    }
-}
-
-/// The OTLP protocol: only `http/protobuf` is built in.
-pub fn parse_protocol(text: &str) -> Result<String, String> {
-    match text.trim() {
-        "http/protobuf" => Ok("http/protobuf".into()),
-        other => Err(format!("{other:?} is not supported; use http/protobuf (OTLP over HTTP on port 4318)")),
-    }
-}
+use crate::config::telemetry::ExportSettings;
+use crate::telemetry::trace::TraceContext;
 
 /// One finished span, as the host measured it.
 pub struct FinishedSpan<'a> {
@@ -182,40 +136,5 @@ impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
 
     fn set_resource(&mut self, resource: &Resource) {
         self.inner.set_resource(resource);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_traces_url_follows_the_otlp_rules() {
-        let settings = |base, traces| ExportSettings::from_endpoints(base, traces, None).map(|s| s.traces_url);
-        assert_eq!(settings(None, None), None, "off by default");
-        assert_eq!(settings(Some("http://c:4318"), None).as_deref(), Some("http://c:4318/v1/traces"));
-        assert_eq!(settings(Some("http://c:4318/"), None).as_deref(), Some("http://c:4318/v1/traces"));
-        assert_eq!(settings(Some("http://c:4318/otlp"), None).as_deref(), Some("http://c:4318/otlp/v1/traces"));
-        assert_eq!(settings(Some("http://c:4318"), Some("http://t:9/x")).as_deref(), Some("http://t:9/x"), "the traces variable wins");
-    }
-
-    #[test]
-    fn the_service_name_defaults_to_the_host() {
-        let name = |given| ExportSettings::from_endpoints(Some("http://c:4318"), None, given).map(|s| s.service_name);
-        assert_eq!(name(None).as_deref(), Some(DEFAULT_SERVICE_NAME));
-        assert_eq!(name(Some(" ")).as_deref(), Some(DEFAULT_SERVICE_NAME));
-        assert_eq!(name(Some("prices-eu")).as_deref(), Some("prices-eu"));
-    }
-
-    #[test]
-    fn endpoints_must_be_plain_http_urls() {
-        assert_eq!(parse_endpoint("http://otel-collector:4318").as_deref(), Ok("http://otel-collector:4318"));
-        assert_eq!(parse_endpoint(" http://127.0.0.1:4318/ ").as_deref(), Ok("http://127.0.0.1:4318/"));
-        assert!(parse_endpoint("https://collector:4318").is_err_and(|e| e.contains("plain http")));
-        for bad in ["collector:4318", "not a url", "ftp://x/", "http://"] {
-            assert!(parse_endpoint(bad).is_err(), "{bad}");
-        }
-        assert!(parse_protocol("http/protobuf").is_ok());
-        assert!(parse_protocol("grpc").is_err_and(|e| e.contains("http/protobuf")));
     }
 }

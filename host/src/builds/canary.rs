@@ -7,29 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use http::HeaderName;
 use serde::Serialize;
 
-use crate::engine::LoadedComponent;
-
-/// How canaries are routed and judged (settings).
-#[derive(Debug, Clone)]
-pub struct CanaryPolicy {
-    /// Requests carrying this header stay on one version (hashed value).
-    pub sticky_header: HeaderName,
-    /// Canary requests before any judgment.
-    pub min_requests: u64,
-    /// How far the canary's 5xx ratio may exceed the stable build's (0.05 = 5 points).
-    pub max_error_ratio_delta: f64,
-    /// How many times the stable build's p99 the canary's p99 may reach.
-    pub max_p99_ratio: f64,
-    /// p99s below this are never held against a canary (noise on fast routes).
-    pub p99_floor: Duration,
-    /// Promote by itself after this long healthy (with enough requests); `None`: never.
-    pub auto_promote_after: Option<Duration>,
-    /// A changed `COMPONENT` file starts a canary at this share instead of a full swap; `None`: full swap.
-    pub file_canary_percent: Option<u8>,
-}
+use super::record::Origin;
+use crate::config::canary::CanaryPolicy;
+use crate::runtime::engine::LoadedComponent;
 
 /// Upper bounds (ms) of the latency buckets used to estimate p99.
 const BUCKETS_MS: [f64; 14] = [0.5, 1.0, 2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, f64::INFINITY];
@@ -92,8 +74,13 @@ impl VersionStats {
 
 /// A running canary.
 pub struct Canary {
+    /// Which canary this is: every decision about a canary names it, so a verdict on one never acts on
+    /// the next one.
+    pub id: u64,
     /// The candidate build.
     pub build: Arc<LoadedComponent>,
+    /// Where it came from.
+    pub origin: Origin,
     /// Share of new requests it gets, 1..=99.
     pub percent: u8,
     /// When it began (for judgment and auto-promotion).
@@ -107,10 +94,19 @@ pub struct Canary {
 }
 
 impl Canary {
-    /// A canary of `build` taking `percent` % of new requests.
-    pub fn new(build: Arc<LoadedComponent>, percent: u8) -> Self {
+    /// Canary number `id` of `build` taking `percent` % of new requests.
+    pub fn new(id: u64, build: Arc<LoadedComponent>, origin: Origin, percent: u8) -> Self {
         let since_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        Self { build, percent, since: Instant::now(), since_unix, stable: VersionStats::default(), candidate: VersionStats::default() }
+        Self {
+            id,
+            build,
+            origin,
+            percent,
+            since: Instant::now(),
+            since_unix,
+            stable: VersionStats::default(),
+            candidate: VersionStats::default(),
+        }
     }
 }
 
@@ -171,13 +167,13 @@ mod tests {
 
     fn policy() -> CanaryPolicy {
         CanaryPolicy {
-            sticky_header: HeaderName::from_static("x-session-id"),
+            sticky_header: http::HeaderName::from_static("x-session-id"),
             min_requests: 10,
             max_error_ratio_delta: 0.05,
             max_p99_ratio: 2.0,
             p99_floor: Duration::from_millis(10),
             auto_promote_after: None,
-            file_canary_percent: None,
+            source_canary_percent: None,
         }
     }
 

@@ -12,8 +12,8 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinHandle;
 
-use super::{KvError, KvFuture, KvStore, MAX_VALUE_BYTES};
-use crate::metrics::Metrics;
+use super::{KvError, KvFuture, KvStore, check_size};
+use crate::telemetry::metrics::Metrics;
 
 /// How often the prober checks Redis while the host is on its local store.
 pub const PROBE_EVERY: Duration = Duration::from_secs(1);
@@ -34,6 +34,14 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Expiry of cache-bucket entries (KV_CACHE_EXPIRY): longer than any build serves stale data.
     pub cache_expiry: Duration,
+    /// Idle expiry of state-bucket keys (KV_STATE_EXPIRY, default [`DEFAULT_STATE_EXPIRY`](super::DEFAULT_STATE_EXPIRY)), refreshed on every
+    /// write and increment: what the service uses stays, and a fleet's Redis does not keep every day's quota
+    /// counter, probe ticket or orphaned flight ticket forever. Keep it longer than a UTC day (the quota's).
+    pub state_expiry: Duration,
+    /// Expiry of memo-bucket keys (KV_MEMO_EXPIRY, default [`DEFAULT_MEMO_EXPIRY`](super::DEFAULT_MEMO_EXPIRY)): per-symbol leftovers
+    /// (remembered unknown symbols, flight outcomes), so 20,000 unknown symbols cost keys for this long only.
+    /// Keep it at least NEGATIVE_CACHE_TTL, or unknown symbols are asked about again sooner.
+    pub memo_expiry: Duration,
 }
 
 /// The connection shared by both buckets, and whether it is usable.
@@ -75,7 +83,7 @@ impl RedisLink {
     /// the next connect authenticates with it. An unreadable or empty file keeps the password in use.
     fn reload_password(&self) {
         let Some(path) = &self.password_file else { return };
-        let fresh = match crate::secrets::read_key_file(path) {
+        let fresh = match crate::config::secret_file::read_secret_file(path) {
             Ok(Some(fresh)) => fresh,
             Ok(None) | Err(_) => return,
         };
@@ -83,7 +91,7 @@ impl RedisLink {
         if current.as_deref() == Some(fresh.as_str()) {
             return;
         }
-        crate::secrets::remember_secret(&fresh);
+        crate::telemetry::redact::remember_secret(&fresh);
         match client_for(&self.base, Some(&fresh)) {
             Ok(client) => {
                 self.client.store(Arc::new(client));
@@ -148,9 +156,13 @@ impl RedisLink {
         self.healthy.load(Ordering::SeqCst)
     }
 
-    async fn run<T: redis::FromRedisValue>(&self, op: &str, cmd: redis::Cmd) -> Option<Result<T, KvError>> {
+    async fn run<T: redis::FromRedisValue>(&self, op: &str, query: Query) -> Option<Result<T, KvError>> {
         let mut conn = self.usable()?;
-        match tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await {
+        let answer = match &query {
+            Query::One(cmd) => tokio::time::timeout(self.timeout, cmd.query_async::<T>(&mut conn)).await,
+            Query::Atomic(pipe) => tokio::time::timeout(self.timeout, pipe.query_async::<T>(&mut conn)).await,
+        };
+        match answer {
             Ok(Ok(value)) => Some(Ok(value)),
             // Redis answered with an error about the data (not a counter): the guest's problem, not an outage.
             Ok(Err(error)) if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ResponseError) => {
@@ -166,6 +178,12 @@ impl RedisLink {
             }
         }
     }
+}
+
+/// What [`RedisLink::run`] sends: one command, or several in one `MULTI`/`EXEC` transaction.
+enum Query {
+    One(redis::Cmd),
+    Atomic(redis::Pipeline),
 }
 
 /// A client for `base`, with `password` (from KV_PASSWORD_FILE) instead of any in the URL.
@@ -205,18 +223,20 @@ impl Drop for RedisProber {
     }
 }
 
-/// One bucket in Redis (keys `{prefix}{bucket}:{key}`), with its local twin for outages.
+/// One bucket in Redis (keys `{prefix}{bucket}:{key}`), with its local twin for outages. Every key expires:
+/// every write and increment sets its expiry again, so only keys nobody writes any more go away.
 pub struct RedisBucket {
     link: Arc<RedisLink>,
     prefix: String,
-    expiry: Option<Duration>,
+    expiry_ms: u64,
     local: Arc<dyn KvStore>,
 }
 
 impl RedisBucket {
-    /// The bucket `name` under `prefix`; entries expire after `expiry` when set.
-    pub fn new(link: Arc<RedisLink>, prefix: &str, name: &str, expiry: Option<Duration>, local: Arc<dyn KvStore>) -> Self {
-        Self { link, prefix: format!("{prefix}{name}:"), expiry, local }
+    /// The bucket `name` under `prefix`; a key expires `expiry` after it was last written (at least 1 ms).
+    pub fn new(link: Arc<RedisLink>, prefix: &str, name: &str, expiry: Duration, local: Arc<dyn KvStore>) -> Self {
+        let expiry_ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX).max(1);
+        Self { link, prefix: format!("{prefix}{name}:"), expiry_ms, local }
     }
 
     fn key(&self, key: &str) -> String {
@@ -229,7 +249,7 @@ impl KvStore for RedisBucket {
         Box::pin(async move {
             let mut cmd = redis::cmd("GET");
             cmd.arg(self.key(key));
-            match self.link.run::<Option<Vec<u8>>>("get", cmd).await {
+            match self.link.run::<Option<Vec<u8>>>("get", Query::One(cmd)).await {
                 Some(result) => result,
                 None => self.local.get(key).await,
             }
@@ -238,15 +258,10 @@ impl KvStore for RedisBucket {
 
     fn set<'a>(&'a self, key: &'a str, value: Vec<u8>) -> KvFuture<'a, ()> {
         Box::pin(async move {
-            if value.len() > MAX_VALUE_BYTES {
-                return Err(KvError::Other(format!("value larger than {MAX_VALUE_BYTES} bytes")));
-            }
+            check_size(&value)?;
             let mut cmd = redis::cmd("SET");
-            cmd.arg(self.key(key)).arg(value.as_slice());
-            if let Some(expiry) = self.expiry {
-                cmd.arg("EX").arg(expiry.as_secs().max(1));
-            }
-            match self.link.run::<()>("set", cmd).await {
+            cmd.arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(self.expiry_ms);
+            match self.link.run::<()>("set", Query::One(cmd)).await {
                 Some(result) => result,
                 None => self.local.set(key, value).await,
             }
@@ -257,7 +272,7 @@ impl KvStore for RedisBucket {
         Box::pin(async move {
             let mut cmd = redis::cmd("DEL");
             cmd.arg(self.key(key));
-            match self.link.run::<()>("delete", cmd).await {
+            match self.link.run::<()>("delete", Query::One(cmd)).await {
                 Some(result) => result,
                 None => self.local.delete(key).await,
             }
@@ -266,10 +281,12 @@ impl KvStore for RedisBucket {
 
     fn increment<'a>(&'a self, key: &'a str, delta: u64) -> KvFuture<'a, u64> {
         Box::pin(async move {
-            let mut cmd = redis::cmd("INCRBY");
-            cmd.arg(self.key(key)).arg(delta);
-            match self.link.run::<u64>("increment", cmd).await {
-                Some(result) => result,
+            // One transaction, so no counter is ever left without its expiry (a crash between two commands would).
+            let full_key = self.key(key);
+            let mut pipe = redis::pipe();
+            pipe.atomic().cmd("INCRBY").arg(&full_key).arg(delta).cmd("PEXPIRE").arg(&full_key).arg(self.expiry_ms).ignore();
+            match self.link.run::<(u64,)>("increment", Query::Atomic(pipe)).await {
+                Some(result) => result.map(|(next,)| next),
                 None => self.local.increment(key, delta).await,
             }
         })
@@ -282,7 +299,7 @@ impl KvStore for RedisBucket {
             loop {
                 let mut cmd = redis::cmd("SCAN");
                 cmd.arg(cursor).arg("MATCH").arg(format!("{}*", self.prefix)).arg("COUNT").arg(500);
-                match self.link.run::<(u64, Vec<String>)>("list_keys", cmd).await {
+                match self.link.run::<(u64, Vec<String>)>("list_keys", Query::One(cmd)).await {
                     Some(Ok((next, batch))) => {
                         keys.extend(batch.into_iter().filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned)));
                         if next == 0 {

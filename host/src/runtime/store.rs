@@ -9,9 +9,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_config::{WasiConfig, WasiConfigVariables};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::egress::EgressPolicy;
-use crate::keyvalue::{Buckets, KvView};
-use crate::metrics::Metrics;
+use super::egress::EgressPolicy;
+use crate::state::{Buckets, KvView};
+use crate::telemetry::metrics::Metrics;
 
 /// Most bytes of component stderr an instance keeps; a reused instance retires before it fills.
 pub const STDERR_CAPACITY: usize = 256 * 1024;
@@ -56,7 +56,7 @@ impl RequestState {
     }
 
     /// The trace the next request belongs to; its upstream calls become child spans.
-    pub fn set_trace(&mut self, trace: Option<crate::trace::TraceContext>) {
+    pub fn set_trace(&mut self, trace: Option<crate::telemetry::trace::TraceContext>) {
         self.egress.trace = trace;
     }
 

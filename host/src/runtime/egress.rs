@@ -6,9 +6,24 @@ use std::time::{Duration, Instant, SystemTime};
 
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
-use crate::metrics::Metrics;
-use crate::otel::{FinishedSpan, SpanExport};
-use crate::trace::{TraceContext, new_span_id};
+use crate::config::upstream::authority_of;
+use crate::telemetry::metrics::Metrics;
+use crate::telemetry::otel::{FinishedSpan, SpanExport};
+use crate::telemetry::trace::{TraceContext, new_span_id};
+
+/// Values of the `outcome` label of upstream calls (and of their spans).
+pub mod outcome {
+    /// A 2xx answer.
+    pub const OK: &str = "ok";
+    /// Any other HTTP answer.
+    pub const HTTP_ERROR: &str = "http_error";
+    /// No answer within UPSTREAM_TIMEOUT (or the guest gave up first).
+    pub const TIMEOUT: &str = "timeout";
+    /// Connection failures and everything else.
+    pub const ERROR: &str = "error";
+    /// Every value, so the series exist at zero before the first call.
+    pub const ALL: [&str; 4] = [OK, HTTP_ERROR, TIMEOUT, ERROR];
+}
 
 /// What the component may call and how long it may wait.
 #[derive(Clone)]
@@ -28,28 +43,15 @@ pub struct EgressPolicy {
 type SendFuture =
     Box<dyn Future<Output = Result<(http::Response<WasiBody>, Box<dyn Future<Output = Result<(), HttpError>> + Send>), HttpError>> + Send>;
 
-/// `host:port` (host lower-case, port explicit) of an absolute http(s) URI: the one parser behind
-/// both the configured upstream and every outgoing request, so the allowlist cannot disagree with itself.
-pub fn authority_of(uri: &http::Uri) -> Option<String> {
-    let default_port = match uri.scheme_str()? {
-        "https" => 443,
-        "http" => 80,
-        _ => return None,
-    };
-    let authority = uri.authority()?;
-    if authority.as_str().contains('@') || authority.host().is_empty() {
-        return None;
-    }
-    let port = authority.port_u16().unwrap_or(default_port);
-    Some(format!("{}:{port}", authority.host().to_ascii_lowercase()))
-}
-
-/// [`authority_of`] a URL given as text (`ALPHAVANTAGE_URL`).
-pub fn authority_of_url(url: &str) -> Option<String> {
-    authority_of(&url.parse::<http::Uri>().ok()?)
-}
-
 impl EgressPolicy {
+    /// Makes every outcome's series visible at zero, so dashboards and alerts see them before the first call.
+    pub fn touch_labels(metrics: &Metrics) {
+        for value in outcome::ALL {
+            metrics.external_calls.with_label_values(&[value]);
+        }
+    }
+
+
     fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {
         let cap = |asked: Option<Duration>| Some(asked.map_or(self.timeout, |d| d.min(self.timeout)));
         let options = options.unwrap_or_default();
@@ -85,7 +87,7 @@ struct CallSpan {
 impl Drop for CallRecord {
     fn drop(&mut self) {
         self.metrics.external_call_duration.observe(self.started.elapsed().as_secs_f64());
-        let outcome = self.outcome.unwrap_or("timeout");
+        let outcome = self.outcome.unwrap_or(outcome::TIMEOUT);
         self.metrics.external_calls.with_label_values(&[outcome]).inc();
         if let Some(span) = self.span.take() {
             span.finish(outcome, self.status);
@@ -118,7 +120,7 @@ impl CallSpan {
             start: self.started,
             end: SystemTime::now(),
             attributes,
-            failed: outcome != "ok",
+            failed: outcome != outcome::OK,
         });
     }
 }
@@ -142,7 +144,7 @@ impl WasiHttpHooks for EgressPolicy {
         if let Some(trace) = &self.trace {
             let span_id = new_span_id();
             if let Ok(value) = http::HeaderValue::from_str(&trace.header_for(&span_id)) {
-                request.headers_mut().insert(crate::trace::TRACEPARENT, value);
+                request.headers_mut().insert(crate::telemetry::trace::TRACEPARENT, value);
             }
             span = self.spans.as_ref().filter(|_| trace.sampled()).map(|export| CallSpan {
                 export: export.clone(),
@@ -163,10 +165,10 @@ impl WasiHttpHooks for EgressPolicy {
             let result = wasmtime_wasi_http::default_send_request(request, Some(options)).await;
             record.status = result.as_ref().ok().map(|(response, _)| response.status().as_u16());
             record.outcome = Some(match &result {
-                Ok((response, _)) if response.status().is_success() => "ok",
-                Ok(_) => "http_error",
-                Err(HttpError::ConnectionTimeout | HttpError::ConnectionReadTimeout | HttpError::ConnectionWriteTimeout) => "timeout",
-                Err(_) => "error",
+                Ok((response, _)) if response.status().is_success() => outcome::OK,
+                Ok(_) => outcome::HTTP_ERROR,
+                Err(HttpError::ConnectionTimeout | HttpError::ConnectionReadTimeout | HttpError::ConnectionWriteTimeout) => outcome::TIMEOUT,
+                Err(_) => outcome::ERROR,
             });
             drop(record);
             let (response, io) = result?;
@@ -178,6 +180,7 @@ impl WasiHttpHooks for EgressPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::upstream::authority_of_url;
     use http_body_util::{BodyExt, Empty};
 
     fn request(uri: &str) -> http::Request<WasiBody> {

@@ -42,7 +42,7 @@ pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
 
 /// Requests served by a reused instance (no instantiation).
 pub const INSTANCE_REUSES_TOTAL: &str = "stock_host_instance_reuses_total";
-/// Component swap attempts, by result (ok, rejected, superseded, unchanged).
+/// Component swap attempts, by result (the words of `builds::SwapResult`).
 pub const SWAPS_TOTAL: &str = "stock_host_swaps_total";
 /// From a change being noticed (file event or upload) to the new build serving.
 pub const SWAP_SECONDS: &str = "stock_host_swap_seconds";
@@ -218,14 +218,9 @@ impl Metrics {
         Ok(metrics)
     }
 
-    /// Makes labelled series visible at zero before their first event, so dashboards and alerts see them.
+    /// Makes the breaker's series visible at zero before their first event, so dashboards and alerts see
+    /// them (upstream outcomes and swap results are touched by the rooms that own those words).
     fn touch_known_labels(&self) {
-        for outcome in ["ok", "http_error", "timeout", "error"] {
-            self.external_calls.with_label_values(&[outcome]);
-        }
-        for result in ["ok", "rejected", "superseded", "unchanged", "canary", "rollback", "auto_rollback"] {
-            self.swaps.with_label_values(&[result]);
-        }
         for state in BREAKER_STATES {
             self.breaker_transitions.with_label_values(&[state]);
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use wasmtime::Store;
 use wasmtime_wasi_http::p2::bindings::Proxy;
 
-use crate::state::RequestState;
+use super::store::RequestState;
 
 /// How instances of a build are reused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,15 +15,16 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use crate::App;
+use super::Runtime;
+use super::engine::{EPOCH_TICK, LoadedComponent};
+use super::pool::Instance;
+use super::slots::{Slot, Slots};
+use super::status::BuildReport;
+use super::store::RequestState;
 use crate::body::{BodyError, HostBody};
-use crate::engine::{EPOCH_TICK, LoadedComponent};
 use crate::error::HostError;
-use crate::pool::Instance;
-use crate::slots::{Slot, Slots};
-use crate::state::RequestState;
-use crate::status::{BreakerStatus, ConfigProblem, QuotaStatus};
-use crate::trace::TraceContext;
+use crate::telemetry::redact::redact;
+use crate::telemetry::trace::TraceContext;
 
 /// Slack after the deadline before the caller stops waiting for the task.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -33,7 +34,7 @@ type ResponseSender = oneshot::Sender<Result<Response<HyperOutgoingBody>, ErrorC
 
 /// Runs `request` through `component` (the caller names the build, so it can name it in the answer).
 pub async fn call_component<B>(
-    app: &Arc<App>,
+    app: &Arc<Runtime>,
     component: Arc<LoadedComponent>,
     request: Request<B>,
 ) -> Result<Response<HostBody>, HostError>
@@ -54,7 +55,7 @@ where
             let mut instance = checkout(&app, &component).await?;
             instance.store.data_mut().set_trace(trace);
             let result = serve(&app, &mut instance, request, sender).await;
-            emit_stderr(&app, &instance.store.data_mut().take_stderr());
+            emit_stderr(&instance.store.data_mut().take_stderr());
             match result {
                 Ok(()) => {
                     instance.served();
@@ -93,7 +94,7 @@ where
 }
 
 /// A free instance slot for `path`'s symbol, waiting at most the request deadline.
-async fn acquire_slot(app: &App, path: &str) -> Result<Slot, HostError> {
+async fn acquire_slot(app: &Runtime, path: &str) -> Result<Slot, HostError> {
     tokio::time::timeout(app.request_timeout, app.slots.acquire(Slots::key_of(path)))
         .await
         .map_err(|_| HostError::Overloaded)?
@@ -102,7 +103,7 @@ async fn acquire_slot(app: &App, path: &str) -> Result<Slot, HostError> {
 
 /// An instance of `component` ready for one request: reused when one is idle, else instantiated.
 /// Either way it gets a full request deadline from now and the current configuration.
-async fn checkout(app: &App, component: &LoadedComponent) -> Result<Instance, Failure> {
+async fn checkout(app: &Runtime, component: &LoadedComponent) -> Result<Instance, Failure> {
     if let Some(mut instance) = component.pool.take() {
         app.metrics.instance_reuses.inc();
         arm(app, &mut instance.store);
@@ -117,16 +118,16 @@ async fn checkout(app: &App, component: &LoadedComponent) -> Result<Instance, Fa
 }
 
 /// Sets a fresh request deadline and the current configuration (a rotated API key applies at once).
-fn arm(app: &App, store: &mut Store<RequestState>) {
+fn arm(app: &Runtime, store: &mut Store<RequestState>) {
     let ticks = u64::try_from(app.request_timeout.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX).max(1);
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
-    store.data_mut().refresh_config(app.component_config.variables());
+    store.data_mut().refresh_config(app.variables.variables());
 }
 
 /// A store for a new instance: fresh WASI and HTTP contexts, the shared buckets and the memory cap.
-fn new_store(app: &App) -> Store<RequestState> {
-    let state = RequestState::new(app.egress.clone(), app.component_config.variables(), app.kv.clone(), app.max_memory_bytes);
+fn new_store(app: &Runtime) -> Store<RequestState> {
+    let state = RequestState::new(app.egress.clone(), app.variables.variables(), app.kv.clone(), app.max_memory_bytes);
     let mut store = Store::new(&app.engine, state);
     store.limiter(RequestState::limiter);
     store
@@ -134,7 +135,7 @@ fn new_store(app: &App) -> Store<RequestState> {
 
 /// Calls the instance's handler with `request`, bounded by the request deadline even while the guest
 /// waits on host I/O or is still writing its body, where epoch interruption cannot reach it.
-async fn serve<B>(app: &App, instance: &mut Instance, request: Request<B>, sender: ResponseSender) -> Result<(), Failure>
+async fn serve<B>(app: &Runtime, instance: &mut Instance, request: Request<B>, sender: ResponseSender) -> Result<(), Failure>
 where
     B: hyper::body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<wasmtime_wasi_http::Error>,
@@ -169,7 +170,7 @@ where
 
 /// The response head the guest set, or the failure that kept it from setting one.
 async fn await_response(
-    app: &App,
+    app: &Runtime,
     receiver: oneshot::Receiver<Result<Response<HyperOutgoingBody>, ErrorCode>>,
     guest: Guest,
     remaining: Duration,
@@ -185,7 +186,7 @@ async fn await_response(
             };
             match finished {
                 Ok(Err(Failure::Deadline)) => Err(HostError::Deadline(app.request_timeout.as_millis())),
-                Ok(Err(Failure::Trap(cause))) => Err(HostError::Trap(app.component_config.redact(&cause))),
+                Ok(Err(Failure::Trap(cause))) => Err(HostError::Trap(redact(&cause))),
                 Ok(Err(Failure::Internal(cause))) => Err(HostError::Internal(cause)),
                 Ok(Ok(())) => Err(HostError::Internal("component returned without a response".into())),
                 Err(join) => Err(HostError::Internal(format!("component task failed: {join}"))),
@@ -201,31 +202,26 @@ async fn await_response(
     }
 }
 
-/// What a build reports about itself through `stock:service/status`.
-pub struct BuildReport {
-    /// Its breaker.
-    pub breaker: BreakerStatus,
-    /// Today's use of the upstream quota.
-    pub quota: QuotaStatus,
-    /// What it finds wrong with the configuration it sees.
-    pub config_problems: Vec<ConfigProblem>,
-}
-
-/// Calls `component`'s status export in a fresh store (the load-time smoke test, and every scrape).
-pub async fn build_report(app: &App, component: &LoadedComponent) -> anyhow::Result<BuildReport> {
+/// Calls `component`'s status export in a fresh store (the smoke test, and every scrape), within the
+/// request deadline: a build whose status export waits in a host call (where epoch interruption cannot
+/// reach it) is cut off by the timer instead of holding its caller forever.
+pub async fn build_report(app: &Runtime, component: &LoadedComponent) -> anyhow::Result<BuildReport> {
     use anyhow::Context;
     let mut store = new_store(app);
     arm(app, &mut store);
-    let result = async {
+    let report = async {
         let (_proxy, status) = component.instantiate(&mut store).await.map_err(anyhow::Error::from).context("cannot instantiate")?;
         let breaker = status.call_breaker(&mut store).await.map_err(anyhow::Error::from).context("status.breaker failed")?;
         let quota = status.call_quota(&mut store).await.map_err(anyhow::Error::from).context("status.quota failed")?;
         let config_problems =
             status.call_check_config(&mut store).await.map_err(anyhow::Error::from).context("status.check-config failed")?;
         Ok(BuildReport { breaker, quota, config_problems })
-    }
-    .await;
-    emit_stderr(app, &store.data_mut().take_stderr());
+    };
+    let result = match tokio::time::timeout(app.request_timeout, report).await {
+        Ok(result) => result,
+        Err(_) => Err(anyhow::anyhow!("stock:service/status did not answer within {:?} (REQUEST_TIMEOUT)", app.request_timeout)),
+    };
+    emit_stderr(&store.data_mut().take_stderr());
     result
 }
 
@@ -249,10 +245,10 @@ impl Failure {
 }
 
 /// Counts a component call as in flight for as long as it lives, even when the task is aborted.
-struct InFlight(Arc<App>);
+struct InFlight(Arc<Runtime>);
 
 impl InFlight {
-    fn start(app: Arc<App>) -> Self {
+    fn start(app: Arc<Runtime>) -> Self {
         app.metrics.in_flight.inc();
         Self(app)
     }
@@ -287,12 +283,12 @@ fn box_component_body(body: HyperOutgoingBody) -> HostBody {
 }
 
 /// Logs what the component wrote to stderr, one event per line, in the request's span, secrets scrubbed.
-fn emit_stderr(app: &App, contents: &[u8]) {
+fn emit_stderr(contents: &[u8]) {
     if contents.is_empty() {
         return;
     }
     for line in String::from_utf8_lossy(contents).lines().filter(|l| !l.trim().is_empty()) {
-        let line = app.component_config.redact(line);
+        let line = redact(line);
         tracing::info!(target: "component", %line, "component stderr");
     }
 }

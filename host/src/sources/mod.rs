@@ -1,0 +1,5 @@
+//! Where candidate builds come from. Each source only makes [`crate::builds::Candidate`]s and submits
+//! them through the one door; none decides swap or canary, keeps history or touches a running build.
+
+pub mod file;
+pub mod upload;
