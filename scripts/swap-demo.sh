@@ -159,8 +159,8 @@ curl -s "http://127.0.0.1:$admin_port/admin/component" >"$work/state.json"
 python3 - "$work/state.json" <<'EOF'
 import json, sys
 doc = json.load(open(sys.argv[1]))
-run = doc["running"]
-print(f"  running {run['version']} (source {run['source']}), previous {doc['previous']}")
+run, prev = doc["running"], doc["previous"]   # previous: null, or {version, digest, source, reference, since}
+print(f"  running {run['version']} (source {run['source']}), previous {prev['version'] if prev else '-'}")
 for h in doc["history"]:
     why = f"  [{h['step']}: {h['reason']}]" if h["step"] else ""
     print(f"  {h['source']:<9} {h['version'] or '-':<13} {h['result']:<10} {h['seconds']:.3f}s{why}")

@@ -76,4 +76,3 @@ where
     };
     Err(CliExit { message, success: false })
 }
-

@@ -51,12 +51,26 @@ const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
 /// How often APIKEY_FILE is checked for a new key.
 const APIKEY_FILE_POLL: Duration = Duration::from_secs(1);
 
+/// Settings that cannot work together (found after parsing, before anything listens).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SettingsError(String);
+
+/// Whether `error` is a refused setting (the host's or the build's): exit code 2, like a parse mistake.
+pub fn is_settings_error(error: &anyhow::Error) -> bool {
+    error.downcast_ref::<SettingsError>().is_some()
+        || matches!(error.downcast_ref::<builds::StartError>(), Some(builds::StartError::Config(_)))
+}
+
 /// Validates `config`, starts the first build through the door, binds both ports and serves until
 /// SIGTERM/SIGINT.
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let listen = &config.listen;
     if listen.port == listen.admin_port && listen.port != 0 {
-        anyhow::bail!("PORT and ADMIN_PORT are both {}: give the admin port its own number", listen.port);
+        return Err(SettingsError(format!("PORT and ADMIN_PORT are both {}: give the admin port its own number", listen.port)).into());
+    }
+    if listen.inline_admin_token().is_some() && listen.admin_token_file.is_some() {
+        return Err(SettingsError("ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set: set one of them".into()).into());
     }
     let (admin_auth, _token_watcher) = AdminAuth::start(listen)?;
     let apikey = match (&config.service.apikey, &config.service.apikey_file) {
@@ -65,19 +79,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         (None, Some(path)) => read_secret_file(path).with_context(|| format!("APIKEY_FILE {} cannot be read", path.display()))?,
         (None, None) => None,
     };
-    if apikey.is_none() {
-        tracing::warn!("no APIKEY or APIKEY_FILE: price requests will answer 503 until a key is configured");
-    }
     let upstream_timeout = config.service.upstream_timeout;
     let request_timeout = config.runtime.request_timeout(upstream_timeout);
-    if request_timeout <= upstream_timeout {
-        tracing::warn!(
-            request_timeout_ms = request_timeout.as_millis() as u64,
-            upstream_timeout_ms = upstream_timeout.as_millis() as u64,
-            "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host"
-        );
-    }
     let metrics = Arc::new(Metrics::new().context("cannot register metrics")?);
+    let missing_key = apikey.is_none();
     let variables = Arc::new(ComponentConfig::new(config.service.variables(), apikey.clone()));
     let _key_watcher =
         config.service.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, variables.clone(), apikey, APIKEY_FILE_POLL));
@@ -104,11 +109,24 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let candidate = startup_candidate(path).await.with_context(|| format!("COMPONENT {} cannot be read", path.display()))?;
     let (builds, report) = Builds::start(runtime, config.canary.policy(), candidate).await?;
     report.apply_to(&metrics);
+    // Warnings about settings the build accepted: after its check, so a refused setting is the only line.
+    if missing_key {
+        tracing::warn!("no APIKEY or APIKEY_FILE: price requests will answer 503 until a key is configured");
+    }
+    if request_timeout <= upstream_timeout {
+        tracing::warn!(
+            request_timeout_ms = request_timeout.as_millis() as u64,
+            upstream_timeout_ms = upstream_timeout.as_millis() as u64,
+            "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host"
+        );
+    }
     let _watcher = ComponentWatcher::spawn(builds.clone(), path.clone());
     let _tasks = BackgroundTasks::spawn(builds.clone());
 
-    let traffic = TcpListener::bind(listen.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", listen.traffic_addr()))?;
-    let admin = TcpListener::bind(listen.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", listen.admin_addr()))?;
+    let traffic =
+        TcpListener::bind(listen.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", listen.traffic_addr()))?;
+    let admin =
+        TcpListener::bind(listen.admin_addr()).await.with_context(|| format!("cannot listen on ADMIN_PORT {}", listen.admin_addr()))?;
     let traffic_addr = traffic.local_addr()?;
     let admin_addr = admin.local_addr()?;
     let stable = builds.stable();

@@ -25,34 +25,30 @@ fn main() -> ExitCode {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).with_span_list(false).init(),
         LogFormat::Text => builder.init(),
     }
-    let code = serve(*config);
+    let result = serve(*config);
+    // Everything logged before the failure goes out first, then the failure as the one line the docs
+    // promise (`stock-host: ...`, as for a mistake on the command line), whatever the log format.
     drop(flush_on_exit);
-    code
-}
-
-fn serve(config: ServeConfig) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            tracing::error!(%error, "stock-host cannot start the async runtime");
-            return ExitCode::FAILURE;
-        }
-    };
-    let result = runtime.block_on(stock_host::run(config));
-    // A file read still blocked in a worker thread (a FIFO as a token file) must not hold up the exit.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            // Once, in the configured log format (JSON in containers): the log line is the message.
-            let error = stock_host::telemetry::redact::redact(&format!("{error:#}"));
-            tracing::error!(%error, "stock-host stopped");
-            ExitCode::FAILURE
+            eprintln!("stock-host: {}", stock_host::telemetry::redact::redact(&format!("{error:#}")));
+            // A setting the host or the build refuses is a usage error, like one clap refuses.
+            ExitCode::from(if stock_host::is_settings_error(&error) { 2 } else { 1 })
         }
     }
 }
 
+fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let result = runtime.block_on(stock_host::run(config));
+    // A file read still blocked in a worker thread (a FIFO as a token file) must not hold up the exit.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(1));
+    result
+}
+
 /// LOG_LEVEL as a tracing filter (LOG_LEVEL was validated when it was parsed).
 fn log_filter(config: &ServeConfig) -> tracing_subscriber::EnvFilter {
-    tracing_subscriber::EnvFilter::try_new(config.telemetry.log_level.directives()).unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
+    tracing_subscriber::EnvFilter::try_new(config.telemetry.log_level.directives())
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"))
 }

@@ -4,11 +4,12 @@
 //! never reads these keys; it learns the breaker through `stock:service/status`.
 //!
 //! Where keys live, and what bounds each bucket:
-//! - state (never evicted): the breaker's few keys, today's quota counter, and per symbol only the flight
-//!   ticket and lease, which the leader removes when its flight ends. So the state bucket holds a fixed set
-//!   of keys plus two per symbol whose upstream call is running right now (at most two per request in flight),
-//!   plus the rare ticket of a leader killed mid-call, which the next request for that symbol takes over and
-//!   removes.
+//! - state (never evicted): the breaker's few keys, one quota counter per UTC day, and per symbol only the
+//!   flight ticket and lease, which the leader removes when its flight ends. So the state bucket holds a fixed
+//!   set of keys, plus two per symbol whose upstream call is running right now (at most two per request in
+//!   flight), plus the rare ticket of a leader killed mid-call, which the next request for that symbol takes
+//!   over and removes. The host expires state keys nobody writes any more (old days' counters, an orphan nobody
+//!   asks about again) after KV_STATE_EXPIRY.
 //! - memo (evicted or expired, bounded on its own): everything else that is per symbol or per key and
 //!   outlives a flight: remembered unknown symbols and refused keys, a leader's outcome for its followers,
 //!   takeover tickets. Losing any of them costs at most one more upstream call, never a wrong answer.

@@ -35,8 +35,8 @@ use crate::telemetry::metrics::Metrics;
 use canary::Canary;
 pub use decide::Mode;
 use decide::{Action, Roles, decide};
-pub use record::{Origin, Source, SwapRecord, SwapResult};
 use record::unix_now;
+pub use record::{Origin, Source, SwapRecord, SwapResult};
 pub use tasks::BackgroundTasks;
 
 /// Largest build any source may deliver (a ConfigMap holds at most 1 MiB; ours is ~350 KB). One limit
@@ -152,11 +152,7 @@ pub enum StartError {
 impl Builds {
     /// Checks the first build exactly as any candidate (the same door steps) and makes it the stable
     /// build; on success also returns its status report (for the first metrics).
-    pub async fn start(
-        runtime: Arc<Runtime>,
-        policy: CanaryPolicy,
-        candidate: Candidate,
-    ) -> Result<(Arc<Self>, BuildReport), StartError> {
+    pub async fn start(runtime: Arc<Runtime>, policy: CanaryPolicy, candidate: Candidate) -> Result<(Arc<Self>, BuildReport), StartError> {
         let metrics = runtime.metrics().clone();
         for result in SwapResult::ALL {
             metrics.swaps.with_label_values(&[result.name()]);
@@ -169,14 +165,8 @@ impl Builds {
         };
         let (build, report) = match checked {
             Ok(ready) => ready,
-            Err(error) if error.step == LoadStep::Config => {
-                metrics.swaps.with_label_values(&[SwapResult::Rejected.name()]).inc();
-                return Err(StartError::Config(error.reason));
-            }
-            Err(error) => {
-                metrics.swaps.with_label_values(&[SwapResult::Rejected.name()]).inc();
-                return Err(StartError::Build { reference, error });
-            }
+            Err(error) if error.step == LoadStep::Config => return Err(StartError::Config(error.reason)),
+            Err(error) => return Err(StartError::Build { reference, error }),
         };
         let origin = origin_of(&candidate, &digest);
         metrics.component_info.with_label_values(&[&origin.version]).set(1);
@@ -303,7 +293,13 @@ impl Builds {
 
     /// Drops the canary named by `expect`; the stable build takes all traffic again. `reason` is what
     /// the judge saw. Refused when no canary, or another one, runs.
-    pub fn end_canary(&self, expect: Expect<'_>, result: SwapResult, source: Source, reason: Option<String>) -> Result<SwapRecord, Refused> {
+    pub fn end_canary(
+        &self,
+        expect: Expect<'_>,
+        result: SwapResult,
+        source: Source,
+        reason: Option<String>,
+    ) -> Result<SwapRecord, Refused> {
         let mut control = self.control();
         let canary = self.expected_canary(expect)?;
         self.canary.store(None);
@@ -443,7 +439,14 @@ impl Builds {
     }
 
     /// Starts `build` as a canary at `percent`, replacing any canary. Caller holds `control`.
-    fn begin_canary(&self, control: &mut Control, build: Arc<LoadedComponent>, origin: Origin, percent: u8, request: &Candidate) -> SwapRecord {
+    fn begin_canary(
+        &self,
+        control: &mut Control,
+        build: Arc<LoadedComponent>,
+        origin: Origin,
+        percent: u8,
+        request: &Candidate,
+    ) -> SwapRecord {
         keep(&mut control.kept, &build);
         build.pool.revive();
         let id = self.next_canary.fetch_add(1, Ordering::Relaxed);
@@ -468,7 +471,14 @@ impl Builds {
     }
 
     /// Records an attempt that never reached the roles (skipped before its check, or rejected early).
-    fn finish(&self, candidate: &Candidate, origin: Option<&Origin>, previous: Option<&str>, result: SwapResult, error: Option<LoadError>) -> SwapRecord {
+    fn finish(
+        &self,
+        candidate: &Candidate,
+        origin: Option<&Origin>,
+        previous: Option<&str>,
+        result: SwapResult,
+        error: Option<LoadError>,
+    ) -> SwapRecord {
         let record = self.record(&mut self.control(), candidate, origin, previous, result, error);
         record.log();
         record
@@ -485,7 +495,10 @@ impl Builds {
         error: Option<LoadError>,
     ) -> SwapRecord {
         let seconds = candidate.noticed.elapsed().as_secs_f64();
-        self.metrics.swaps.with_label_values(&[result.name()]).inc();
+        // The first build is recorded like any other, but it is not a swap.
+        if candidate.source != Source::Startup {
+            self.metrics.swaps.with_label_values(&[result.name()]).inc();
+        }
         let stable_version = || self.stable.load().origin.version.clone();
         let record = SwapRecord {
             at: unix_now().saturating_sub(candidate.noticed.elapsed().as_secs()),

@@ -131,16 +131,21 @@ impl SwapRecord {
                 reason = reason.unwrap_or("-"),
                 "component build rejected; the running build keeps serving"
             ),
-            (SwapResult::Ok, _, _) => tracing::info!(source, reference, version, previous, seconds = self.seconds, "component build is live"),
+            (SwapResult::Ok, _, _) => {
+                tracing::info!(source, reference, version, previous, seconds = self.seconds, "component build is live")
+            }
             (SwapResult::Canary, _, _) => tracing::info!(source, reference, version, stable = previous, "canary started"),
-            (SwapResult::Rollback | SwapResult::AutoRollback, _, reason) => tracing::warn!(
+            (SwapResult::AutoRollback, _, reason) => tracing::warn!(
                 source,
                 version,
                 stable = previous,
                 result,
                 reason = reason.unwrap_or("-"),
-                "canary dropped; the stable build takes all traffic"
+                "canary rolled back by the judge; the stable build takes all traffic"
             ),
+            (SwapResult::Rollback, _, _) => {
+                tracing::info!(source, version, stable = previous, result, "canary dropped; the stable build takes all traffic")
+            }
             (SwapResult::Superseded | SwapResult::Unchanged, _, _) => {
                 tracing::info!(source, reference, version, result, "component change skipped")
             }

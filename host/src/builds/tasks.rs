@@ -40,7 +40,9 @@ async fn judge_canaries(builds: Arc<Builds>) {
         let (stable, candidate) = (running.stable.snapshot(), running.candidate.snapshot());
         let outcome = match judge(&stable, &candidate, running.since.elapsed(), &builds.policy) {
             Verdict::Wait => continue,
-            Verdict::Rollback(reason) => builds.end_canary(Expect::Id(running.id), SwapResult::AutoRollback, Source::CanaryJudge, Some(reason)),
+            Verdict::Rollback(reason) => {
+                builds.end_canary(Expect::Id(running.id), SwapResult::AutoRollback, Source::CanaryJudge, Some(reason))
+            }
             Verdict::Promote => builds.promote(Expect::Id(running.id), Source::CanaryJudge),
         };
         if let Err(refused) = outcome {

@@ -8,4 +8,3 @@ pub fn read_secret_file(path: &Path) -> std::io::Result<Option<String>> {
     let key = text.trim();
     Ok((!key.is_empty()).then(|| key.to_owned()))
 }
-

@@ -49,7 +49,6 @@ pub fn parse_protocol(text: &str) -> Result<String, String> {
     }
 }
 
-
 /// A validated LOG_LEVEL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogLevel(String);

@@ -45,11 +45,11 @@ pub struct AdminAuth {
 
 impl AdminAuth {
     /// The token source ADMIN_TOKEN / ADMIN_TOKEN_FILE describe, and the watcher that keeps a file's
-    /// token current. Both set (and the inline one not empty) is a startup error.
+    /// token current.
     pub fn start(listen: &ListenOptions) -> anyhow::Result<(Self, Option<TokenWatcher>)> {
+        // Both set is refused before this (`SettingsError`); the inline token would win.
         match (listen.inline_admin_token(), listen.admin_token_file.clone()) {
-            (Some(_), Some(_)) => anyhow::bail!("ADMIN_TOKEN and ADMIN_TOKEN_FILE are both set: set one of them"),
-            (Some(token), None) => Ok((Self::fixed(Token::Is(token.to_owned())), None)),
+            (Some(token), _) => Ok((Self::fixed(Token::Is(token.to_owned())), None)),
             (None, None) => Ok((Self::fixed(Token::Off), None)),
             (None, Some(path)) => {
                 let auth = Self::fixed(Token::Unreadable(format!("ADMIN_TOKEN_FILE {} has not been read yet", path.display())));
@@ -70,7 +70,8 @@ impl AdminAuth {
             Token::Unreadable(why) => return Err(HostError::AdminDisabled(why.clone())),
             Token::Is(token) => token.clone(),
         };
-        let given = request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer).ok_or(HostError::Unauthorized)?;
+        let given =
+            request.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(bearer).ok_or(HostError::Unauthorized)?;
         if bool::from(given.as_bytes().ct_eq(expected.as_bytes())) { Ok(()) } else { Err(HostError::Unauthorized) }
     }
 }
@@ -105,7 +106,9 @@ impl TokenWatcher {
                 let mut current = token.write().unwrap_or_else(|p| p.into_inner());
                 if *current != now {
                     match &now {
-                        Token::Unreadable(why) => tracing::warn!(reason = %why, "admin writes are refused until ADMIN_TOKEN_FILE can be read"),
+                        Token::Unreadable(why) => {
+                            tracing::warn!(reason = %why, "admin writes are refused until ADMIN_TOKEN_FILE can be read")
+                        }
                         Token::Is(_) => tracing::info!(path = %path.display(), "admin token read from ADMIN_TOKEN_FILE"),
                         Token::Off => {}
                     }
@@ -149,7 +152,9 @@ async fn metrics(server: &Server) -> Response<HostBody> {
     let stable = server.builds.stable();
     match server.runtime.report(&stable.build).await {
         Ok(report) => report.apply_to(&server.metrics),
-        Err(error) => tracing::warn!(version = %stable.origin.version, error = %format!("{error:#}"), "the running build did not report its status"),
+        Err(error) => {
+            tracing::warn!(version = %stable.origin.version, error = %format!("{error:#}"), "the running build did not report its status")
+        }
     }
     let mut response = Response::new(full(server.metrics.render()));
     response.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"));
@@ -207,11 +212,9 @@ fn params(query: Option<&str>, allowed: &[&str]) -> Result<Vec<(String, String)>
 
 /// `canary=P`: a whole percent from 1 to 99.
 fn canary_percent(value: &str) -> Result<u8, HostError> {
-    value
-        .parse::<u8>()
-        .ok()
-        .filter(|p| (1..=99).contains(p))
-        .ok_or_else(|| HostError::BadRequest(format!("canary={value:?}: the share must be a whole percent from 1 to 99; nothing was changed")))
+    value.parse::<u8>().ok().filter(|p| (1..=99).contains(p)).ok_or_else(|| {
+        HostError::BadRequest(format!("canary={value:?}: the share must be a whole percent from 1 to 99; nothing was changed"))
+    })
 }
 
 fn outcome(record: SwapRecord) -> Result<Response<HostBody>, HostError> {
@@ -256,7 +259,9 @@ mod tests {
         let off = AdminAuth::fixed(Token::Off);
         assert!(matches!(off.check(&request(Some("Bearer anything"))), Err(HostError::AdminDisabled(why)) if why.contains("ADMIN_TOKEN")));
         let unreadable = AdminAuth::fixed(Token::Unreadable("ADMIN_TOKEN_FILE /x cannot be read: gone".into()));
-        assert!(matches!(unreadable.check(&request(Some("Bearer x"))), Err(HostError::AdminDisabled(why)) if why.contains("/x cannot be read")));
+        assert!(
+            matches!(unreadable.check(&request(Some("Bearer x"))), Err(HostError::AdminDisabled(why)) if why.contains("/x cannot be read"))
+        );
     }
 
     #[test]

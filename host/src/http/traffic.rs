@@ -188,7 +188,6 @@ fn never_hyper(never: Infallible) -> hyper::Error {
     match never {}
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

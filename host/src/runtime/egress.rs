@@ -51,7 +51,6 @@ impl EgressPolicy {
         }
     }
 
-
     fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {
         let cap = |asked: Option<Duration>| Some(asked.map_or(self.timeout, |d| d.min(self.timeout)));
         let options = options.unwrap_or_default();
@@ -167,7 +166,9 @@ impl WasiHttpHooks for EgressPolicy {
             record.outcome = Some(match &result {
                 Ok((response, _)) if response.status().is_success() => outcome::OK,
                 Ok(_) => outcome::HTTP_ERROR,
-                Err(HttpError::ConnectionTimeout | HttpError::ConnectionReadTimeout | HttpError::ConnectionWriteTimeout) => outcome::TIMEOUT,
+                Err(HttpError::ConnectionTimeout | HttpError::ConnectionReadTimeout | HttpError::ConnectionWriteTimeout) => {
+                    outcome::TIMEOUT
+                }
                 Err(_) => outcome::ERROR,
             });
             drop(record);

@@ -72,19 +72,7 @@ impl Runtime {
         let slots = Slots::new(concurrency, usize::try_from(options.max_concurrency_per_symbol).unwrap_or(1));
         let ticker = EpochTicker::spawn(engine.clone())?;
         EgressPolicy::touch_labels(&metrics);
-        Ok(Self {
-            engine,
-            linker,
-            kv,
-            egress,
-            variables,
-            slots,
-            metrics,
-            reuse,
-            request_timeout,
-            max_memory_bytes,
-            _ticker: ticker,
-        })
+        Ok(Self { engine, linker, kv, egress, variables, slots, metrics, reuse, request_timeout, max_memory_bytes, _ticker: ticker })
     }
 
     /// The whole-request deadline (REQUEST_TIMEOUT); a smoke test gets the same.

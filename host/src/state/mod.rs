@@ -15,6 +15,8 @@ use lru::LruCache;
 use stock_shared::keyvalue::{CACHE_BUCKET, MEMO_BUCKET, STATE_BUCKET};
 use wasmtime::component::{HasData, Linker, Resource, ResourceTable};
 
+use crate::config::kv::DEFAULT_KV_STATE_EXPIRY;
+use crate::config::parse_duration;
 use crate::telemetry::metrics::Metrics;
 
 pub mod redis;
@@ -84,13 +86,12 @@ pub trait KvStore: Send + Sync + 'static {
 /// only stops a runaway build, by refusing new keys: state is never evicted.
 pub const MAX_STATE_KEYS: usize = 100_000;
 
-/// Default idle expiry of state-bucket keys (KV_STATE_EXPIRY): a key not written for this long is gone. Longer
-/// than a UTC day, so a day's quota counter outlives its day, and far longer than any breaker period or flight.
-pub const DEFAULT_STATE_EXPIRY: Duration = Duration::from_secs(48 * 3600);
-
-/// Default expiry of memo-bucket keys (KV_MEMO_EXPIRY): builds remember unknown symbols for NEGATIVE_CACHE_TTL
-/// (10 min by default) and a flight's outcome for seconds; anything longer is only forgotten sooner than asked.
-pub const DEFAULT_MEMO_EXPIRY: Duration = Duration::from_secs(3600);
+/// KV_STATE_EXPIRY's default, also the in-memory state bucket's idle expiry when no Redis is configured: a
+/// ticket orphaned by a killed leader and never taken over is reclaimed after it, not kept forever.
+fn default_state_expiry() -> Duration {
+    // A constant that parses (tested below); were it ever unreadable, state would simply never expire, as before.
+    parse_duration(DEFAULT_KV_STATE_EXPIRY).unwrap_or(Duration::MAX)
+}
 
 /// What a full in-memory bucket does with a new key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -144,24 +145,12 @@ pub struct Buckets {
 
 impl Buckets {
     /// In-process buckets: the cache and, separately, the memo bounded to `max_entries` keys each; the state to
-    /// [`MAX_STATE_KEYS`], its idle keys expiring after [`DEFAULT_STATE_EXPIRY`].
+    /// [`MAX_STATE_KEYS`], its keys expiring when idle for KV_STATE_EXPIRY's default.
     pub fn in_memory(max_entries: usize) -> Self {
-        Self::memory(max_entries, DEFAULT_STATE_EXPIRY, None, None)
+        Self::memory(max_entries, default_state_expiry(), None, None)
     }
 
-    /// Buckets in Redis shared by every replica, each with an in-memory twin (same bounds, same expiries) for outages.
-    pub fn redis(link: Arc<redis::RedisLink>, settings: &redis::RedisSettings, max_entries: usize) -> Self {
-        let local = Self::memory(max_entries, settings.state_expiry, Some(settings.cache_expiry), Some(settings.memo_expiry));
-        let bucket = |name: &str, expiry: Duration, local: Arc<dyn KvStore>| -> Arc<dyn KvStore> {
-            Arc::new(redis::RedisBucket::new(link.clone(), &settings.prefix, name, expiry, local))
-        };
-        Self {
-            state: bucket("state", settings.state_expiry, local.state),
-            cache: bucket("cache", settings.cache_expiry, local.cache),
-            memo: bucket("memo", settings.memo_expiry, local.memo),
-        }
-    }
-
+    /// In-process buckets with these expiries (also the local twins of the Redis buckets, `redis.rs`).
     fn memory(max_entries: usize, state_expiry: Duration, cache_expiry: Option<Duration>, memo_expiry: Option<Duration>) -> Self {
         Self {
             state: Arc::new(MemoryBucket::new(Policy::state(state_expiry))),
@@ -487,14 +476,14 @@ mod tests {
 
     /// A state bucket (refusing) and an evicting one, each holding at most `max_keys`.
     fn both(max_keys: usize) -> [MemoryBucket; 2] {
-        [MemoryBucket::new(Policy { max_keys, ..Policy::state(DEFAULT_STATE_EXPIRY) }), MemoryBucket::new(Policy::cache(max_keys, None))]
+        [MemoryBucket::new(Policy { max_keys, ..Policy::state(default_state_expiry()) }), MemoryBucket::new(Policy::cache(max_keys, None))]
     }
 
     #[test]
     fn every_memory_bucket_keeps_the_store_contract() {
         let runtime = runtime();
         let [state, cache] = both(10);
-        for store in [state, cache, MemoryBucket::new(Policy::memo(10, Some(DEFAULT_MEMO_EXPIRY)))] {
+        for store in [state, cache, MemoryBucket::new(Policy::memo(10, Some(Duration::from_secs(3600))))] {
             runtime.block_on(contract::check(&store));
         }
     }
@@ -506,6 +495,12 @@ mod tests {
         for policy in [Policy::state(expiry), Policy::cache(10, Some(expiry)), Policy::memo(10, Some(expiry))] {
             runtime.block_on(contract::check_expiry(&MemoryBucket::new(policy), expiry));
         }
+    }
+
+    #[test]
+    fn the_memory_state_bucket_expires_idle_keys_after_kv_state_expirys_default() {
+        assert_eq!(parse_duration(DEFAULT_KV_STATE_EXPIRY), Ok(default_state_expiry()), "the default parses: no fallback hides it");
+        assert!(default_state_expiry() > Duration::from_secs(24 * 3600), "a day's quota counter outlives its day");
     }
 
     #[test]
@@ -535,7 +530,7 @@ mod tests {
 
     #[test]
     fn state_is_never_evicted_new_keys_are_refused_when_full() {
-        let store = MemoryBucket::new(Policy { max_keys: 2, ..Policy::state(DEFAULT_STATE_EXPIRY) });
+        let store = MemoryBucket::new(Policy { max_keys: 2, ..Policy::state(default_state_expiry()) });
         run(store.set("breaker", b"open:1".to_vec())).expect("ok");
         run(store.increment("tickets", 1)).expect("ok");
         assert!(run(store.set("third", vec![3])).is_err(), "full: a new key is refused");

@@ -12,7 +12,7 @@ use arc_swap::{ArcSwap, ArcSwapOption};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::task::JoinHandle;
 
-use super::{KvError, KvFuture, KvStore, check_size};
+use super::{Buckets, KvError, KvFuture, KvStore, check_size};
 use crate::telemetry::metrics::Metrics;
 
 /// How often the prober checks Redis while the host is on its local store.
@@ -34,11 +34,11 @@ pub struct RedisSettings {
     pub timeout: Duration,
     /// Expiry of cache-bucket entries (KV_CACHE_EXPIRY): longer than any build serves stale data.
     pub cache_expiry: Duration,
-    /// Idle expiry of state-bucket keys (KV_STATE_EXPIRY, default [`DEFAULT_STATE_EXPIRY`](super::DEFAULT_STATE_EXPIRY)), refreshed on every
+    /// Idle expiry of state-bucket keys (KV_STATE_EXPIRY, default [`DEFAULT_KV_STATE_EXPIRY`](crate::config::kv::DEFAULT_KV_STATE_EXPIRY)), refreshed on every
     /// write and increment: what the service uses stays, and a fleet's Redis does not keep every day's quota
     /// counter, probe ticket or orphaned flight ticket forever. Keep it longer than a UTC day (the quota's).
     pub state_expiry: Duration,
-    /// Expiry of memo-bucket keys (KV_MEMO_EXPIRY, default [`DEFAULT_MEMO_EXPIRY`](super::DEFAULT_MEMO_EXPIRY)): per-symbol leftovers
+    /// Expiry of memo-bucket keys (KV_MEMO_EXPIRY, default [`DEFAULT_KV_MEMO_EXPIRY`](crate::config::kv::DEFAULT_KV_MEMO_EXPIRY)): per-symbol leftovers
     /// (remembered unknown symbols, flight outcomes), so 20,000 unknown symbols cost keys for this long only.
     /// Keep it at least NEGATIVE_CACHE_TTL, or unknown symbols are asked about again sooner.
     pub memo_expiry: Duration,
@@ -220,6 +220,21 @@ impl RedisProber {
 impl Drop for RedisProber {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+impl Buckets {
+    /// Buckets in Redis shared by every replica, each with an in-memory twin (same bounds, same expiries) for outages.
+    pub fn redis(link: Arc<RedisLink>, settings: &RedisSettings, max_entries: usize) -> Self {
+        let local = Self::memory(max_entries, settings.state_expiry, Some(settings.cache_expiry), Some(settings.memo_expiry));
+        let bucket = |name: &str, expiry: Duration, local: Arc<dyn KvStore>| -> Arc<dyn KvStore> {
+            Arc::new(RedisBucket::new(link.clone(), &settings.prefix, name, expiry, local))
+        };
+        Self {
+            state: bucket("state", settings.state_expiry, local.state),
+            cache: bucket("cache", settings.cache_expiry, local.cache),
+            memo: bucket("memo", settings.memo_expiry, local.memo),
+        }
     }
 }
 

@@ -52,4 +52,3 @@ impl std::io::Write for RedactingStderr {
         std::io::stderr().flush()
     }
 }
-

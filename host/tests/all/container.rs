@@ -86,11 +86,7 @@ fn the_image_runs_locked_down_serves_swaps_and_drains_on_docker_stop() {
 
     let prices = get(addr, "/MSFT/7");
     assert_eq!(prices.status, 200, "{}", prices.body);
-    assert_eq!(
-        prices.header("x-component-version"),
-        Some(stock_host::version_of(&release).as_str()),
-        "the mounted build serves"
-    );
+    assert_eq!(prices.header("x-component-version"), Some(stock_host::version_of(&release).as_str()), "the mounted build serves");
     assert_eq!(get(addr, "/health").status, 200);
     assert_eq!(get(addr, "/ready").status, 200);
     assert!(get(admin_addr, "/metrics").body.contains("stock_api_requests_total"));

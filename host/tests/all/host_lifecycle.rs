@@ -133,9 +133,11 @@ fn a_component_that_does_not_fit_the_memory_cap_is_refused_at_startup() {
 
 #[test]
 fn command_line_mistakes_are_one_line_naming_the_variable_and_the_accepted_form() {
-    for (variable, value, accepted) in
-        [("PORT", "abc", "invalid digit"), ("LOG_LEVEL", "nonsense===", "use a level"), ("CACHE_TTL", "5 minutes", "30s")]
-    {
+    for (variable, value, accepted) in [
+        ("PORT", "abc", "is not a port number from 0 to 65535"),
+        ("LOG_LEVEL", "nonsense===", "use a level"),
+        ("CACHE_TTL", "5 minutes", "30s"),
+    ] {
         let output = Command::new(env!("CARGO_BIN_EXE_stock-host")).arg("serve").env(variable, value).output().expect("run stock-host");
         assert_eq!(output.status.code(), Some(2), "{variable}={value}");
         let stderr = String::from_utf8_lossy(&output.stderr);

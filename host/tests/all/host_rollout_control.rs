@@ -57,7 +57,9 @@ fn upload_later(admin: SocketAddr, query: &str, bytes: Vec<u8>) -> mpsc::Receive
 fn sticky_to(host: &Host, version: &str) -> String {
     (0..400)
         .map(|i| format!("client-{i}"))
-        .find(|value| request_with(host.addr, "GET", "/ready", &[("x-session-id", value)], b"").header("x-component-version") == Some(version))
+        .find(|value| {
+            request_with(host.addr, "GET", "/ready", &[("x-session-id", value)], b"").header("x-component-version") == Some(version)
+        })
         .unwrap_or_else(|| panic!("no sticky value routes to {version}"))
 }
 
@@ -83,14 +85,17 @@ fn startup_file_changes_and_uploads_reach_the_builds_through_one_door_and_leave_
 
     let state = describe(&host);
     let history = state["history"].as_array().expect("history");
-    let by_source = |source: &str| history.iter().find(|r| r["source"] == source).unwrap_or_else(|| panic!("no {source} record: {history:?}"));
+    let by_source =
+        |source: &str| history.iter().find(|r| r["source"] == source).unwrap_or_else(|| panic!("no {source} record: {history:?}"));
     let keys = |record: &serde_json::Value| record.as_object().expect("record").keys().cloned().collect::<Vec<_>>();
     let (startup, file, admin) = (by_source("startup"), by_source("file"), by_source("admin"));
     assert_eq!(keys(startup), keys(file), "one record shape");
     assert_eq!(keys(file), keys(admin), "one record shape");
-    for (record, bytes, reference) in
-        [(startup, &release, Some(path.to_str().expect("utf-8"))), (file, &from_file, Some(path.to_str().expect("utf-8"))), (admin, &uploaded, None)]
-    {
+    for (record, bytes, reference) in [
+        (startup, &release, Some(path.to_str().expect("utf-8"))),
+        (file, &from_file, Some(path.to_str().expect("utf-8"))),
+        (admin, &uploaded, None),
+    ] {
         assert_eq!(record["result"], "ok", "{record}");
         assert_eq!(record["digest"], digest(bytes).as_str(), "{record}");
         assert_eq!(record["version"], stock_host::version_of(bytes).as_str(), "{record}");
@@ -100,7 +105,10 @@ fn startup_file_changes_and_uploads_reach_the_builds_through_one_door_and_leave_
     assert_eq!(state["previous"]["source"], "file");
     assert_eq!(state["previous"]["reference"], path.to_str().expect("utf-8"));
     let logs = host.logs();
-    assert!(logs.contains("\"source\":\"startup\"") && logs.contains("\"source\":\"file\"") && logs.contains("\"source\":\"admin\""), "{logs}");
+    assert!(
+        logs.contains("\"source\":\"startup\"") && logs.contains("\"source\":\"file\"") && logs.contains("\"source\":\"admin\""),
+        "{logs}"
+    );
 }
 
 #[test]
@@ -253,7 +261,9 @@ fn an_admin_token_file_that_blocks_never_stalls_the_host() {
     let writes: Vec<_> = (0..3)
         .map(|_| {
             let admin = host.admin;
-            within(Duration::from_secs(5), move || request_with(admin, "PUT", "/admin/component", &[("Authorization", "Bearer fifo-token")], b"x"))
+            within(Duration::from_secs(5), move || {
+                request_with(admin, "PUT", "/admin/component", &[("Authorization", "Bearer fifo-token")], b"x")
+            })
         })
         .collect();
     for answer in writes {
@@ -286,7 +296,9 @@ fn a_crowded_admin_port_still_answers_metrics_and_rollback() {
         })
         .collect();
     let mut trickle = TcpStream::connect(host.admin).expect("connect");
-    trickle.write_all(b"PUT /admin/component HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer rollout-token\r\nContent-Length: 1000000\r\n\r\nabc").expect("trickle");
+    trickle
+        .write_all(b"PUT /admin/component HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer rollout-token\r\nContent-Length: 1000000\r\n\r\nabc")
+        .expect("trickle");
     held.push(trickle);
     let metrics = try_request(host.admin, "GET", "/metrics", Duration::from_secs(3)).expect("metrics answers");
     assert_eq!(metrics.status, 200, "{}", metrics.body);
@@ -307,7 +319,9 @@ fn every_source_has_one_size_limit() {
     let stable = running(&host);
     let before = host.metric("stock_host_swaps_total{result=\"rejected\"}");
     volume.publish(&vec![b'x'; 33 * 1024 * 1024]);
-    wait_until(Duration::from_secs(20), "the oversized file is rejected", || host.metric("stock_host_swaps_total{result=\"rejected\"}") == before + 1.0);
+    wait_until(Duration::from_secs(20), "the oversized file is rejected", || {
+        host.metric("stock_host_swaps_total{result=\"rejected\"}") == before + 1.0
+    });
     let state = describe(&host);
     let last = state["history"].as_array().and_then(|h| h.last()).expect("a record").clone();
     assert_eq!((last["step"].as_str(), last["source"].as_str()), (Some("size"), Some("file")), "{last}");
