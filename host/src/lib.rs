@@ -14,13 +14,13 @@
 #![warn(missing_docs)]
 
 mod body;
-pub mod builds;
+mod builds;
 pub mod cli;
 pub mod config;
 mod error;
-pub mod http;
+mod http;
 pub mod runtime;
-pub mod sources;
+mod sources;
 pub mod state;
 pub mod telemetry;
 
@@ -107,8 +107,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     // The first build goes through the same door as every later one: read, check, smoke test, live.
     let path = &config.component.component;
     let candidate = startup_candidate(path).await.with_context(|| format!("COMPONENT {} cannot be read", path.display()))?;
-    let (builds, report) = Builds::start(runtime, config.canary.policy(), candidate).await?;
-    report.apply_to(&metrics);
+    let builds = Builds::start(builds::runtime_check(runtime.clone()), config.canary.policy(), metrics.clone(), candidate).await?;
     // Warnings about settings the build accepted: after its check, so a refused setting is the only line.
     if missing_key {
         tracing::warn!("no APIKEY or APIKEY_FILE: price requests will answer 503 until a key is configured");
@@ -121,7 +120,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         );
     }
     let _watcher = ComponentWatcher::spawn(builds.clone(), path.clone());
-    let _tasks = BackgroundTasks::spawn(builds.clone());
+    let _tasks = BackgroundTasks::spawn(builds.clone(), (runtime.reuse().idle_timeout / 2).max(Duration::from_secs(1)));
 
     let traffic =
         TcpListener::bind(listen.traffic_addr()).await.with_context(|| format!("cannot listen on PORT {}", listen.traffic_addr()))?;
@@ -138,7 +137,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         upstream = %config.service.upstream_authority(),
         "listening on http://{traffic_addr}"
     );
-    let server = Server::new(builds, listen, admin_auth, spans.clone());
+    let server = Server::new(builds, runtime, listen, admin_auth, spans.clone());
     let served = http::serve(server, traffic, admin, shutdown_signal()).await;
     if let Some(spans) = spans {
         // Within the pod's grace period: what the drain left in the queue goes out before exit.

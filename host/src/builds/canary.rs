@@ -72,13 +72,13 @@ impl VersionStats {
     }
 }
 
-/// A running canary.
-pub struct Canary {
+/// A running canary of a build of type `B`.
+pub struct Canary<B = LoadedComponent> {
     /// Which canary this is: every decision about a canary names it, so a verdict on one never acts on
     /// the next one.
     pub id: u64,
     /// The candidate build.
-    pub build: Arc<LoadedComponent>,
+    pub build: Arc<B>,
     /// Where it came from.
     pub origin: Origin,
     /// Share of new requests it gets, 1..=99.
@@ -93,9 +93,9 @@ pub struct Canary {
     pub candidate: VersionStats,
 }
 
-impl Canary {
+impl<B> Canary<B> {
     /// Canary number `id` of `build` taking `percent` % of new requests.
-    pub fn new(id: u64, build: Arc<LoadedComponent>, origin: Origin, percent: u8) -> Self {
+    pub fn new(id: u64, build: Arc<B>, origin: Origin, percent: u8) -> Self {
         let since_unix = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         Self {
             id,

@@ -19,6 +19,8 @@ pub mod record;
 mod tasks;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -30,7 +32,6 @@ use serde::Serialize;
 use crate::config::canary::CanaryPolicy;
 use crate::runtime::Runtime;
 use crate::runtime::engine::{LoadError, LoadStep, LoadedComponent, digest, version_of_digest};
-use crate::runtime::status::BuildReport;
 use crate::telemetry::metrics::Metrics;
 use canary::Canary;
 pub use decide::Mode;
@@ -46,6 +47,63 @@ pub const MAX_COMPONENT_BYTES: usize = 32 * 1024 * 1024;
 pub const KEPT_BUILDS: usize = 4;
 /// Attempts remembered for `GET /admin/component`.
 pub const HISTORY_LEN: usize = 32;
+
+/// What the builds room needs of a build: its identity, and a way to stop and restart reusing its
+/// instances. Implemented by the runtime's compiled build; tests use a fake.
+pub trait Build: Send + Sync + 'static {
+    /// sha256 of its bytes, lower-case hex.
+    fn digest(&self) -> &str;
+    /// First 12 hex digits of the digest.
+    fn version(&self) -> &str;
+    /// It stopped serving: drop its idle instances and keep none.
+    fn retire(&self);
+    /// It serves again (a rollback, a repeat): reuse instances again.
+    fn revive(&self);
+    /// Drop instances idle for longer than the idle timeout.
+    fn sweep(&self);
+}
+
+impl Build for LoadedComponent {
+    fn digest(&self) -> &str {
+        &self.digest
+    }
+
+    fn version(&self) -> &str {
+        &self.version
+    }
+
+    fn retire(&self) {
+        self.pool.retire();
+    }
+
+    fn revive(&self) {
+        self.pool.revive();
+    }
+
+    fn sweep(&self) {
+        self.pool.sweep();
+    }
+}
+
+/// The check every candidate passes before it takes a role: compile (or take the kept build with the
+/// same digest) and smoke-test. Given to the room by its owner, so the room runs without a runtime in tests.
+pub type Check<B> =
+    Arc<dyn Fn(Bytes, String, Option<Arc<B>>) -> Pin<Box<dyn Future<Output = Result<Arc<B>, LoadError>> + Send>> + Send + Sync>;
+
+/// The check with the real runtime: compile (never for a kept build) and smoke test, each bounded.
+pub fn runtime_check(runtime: Arc<Runtime>) -> Check<LoadedComponent> {
+    Arc::new(move |bytes, digest, kept| {
+        let runtime = runtime.clone();
+        Box::pin(async move {
+            let build = match kept {
+                Some(kept) => kept,
+                None => Arc::new(runtime.compile(bytes, digest).await?),
+            };
+            runtime.smoke_test(&build).await?;
+            Ok(build)
+        })
+    })
+}
 
 /// A build some source wants to run.
 pub struct Candidate {
@@ -64,14 +122,17 @@ pub struct Candidate {
 }
 
 /// A build in a role, with where it came from.
-pub struct Placed {
+pub struct Placed<B = LoadedComponent> {
     /// The compiled build.
-    pub build: Arc<LoadedComponent>,
+    pub build: Arc<B>,
     /// Where it came from.
     pub origin: Origin,
     /// Since when it has had its role (Unix seconds).
     pub since: u64,
 }
+
+/// The canary a request was routed through, and whether it went to the canary (else the stable build).
+pub type Routed<B> = (Arc<Canary<B>>, bool);
 
 /// A role change that was refused: the build named is not in the role, or nothing is there.
 #[derive(Debug, thiserror::Error)]
@@ -111,23 +172,23 @@ struct Checking {
 }
 
 /// What only role changes touch, under one lock.
-struct Control {
-    previous: Option<Arc<Placed>>,
-    kept: VecDeque<Arc<LoadedComponent>>,
+struct Control<B> {
+    previous: Option<Arc<Placed<B>>>,
+    kept: VecDeque<Arc<B>>,
     history: VecDeque<SwapRecord>,
     last_change: LastChange,
     checking: Option<Checking>,
 }
 
-/// The builds room.
-pub struct Builds {
-    runtime: Arc<Runtime>,
+/// The builds room, for builds of type `B` (the runtime's compiled build in the host).
+pub struct Builds<B: Build = LoadedComponent> {
+    check: Check<B>,
     policy: CanaryPolicy,
     metrics: Arc<Metrics>,
-    stable: ArcSwap<Placed>,
-    canary: ArcSwapOption<Canary>,
+    stable: ArcSwap<Placed<B>>,
+    canary: ArcSwapOption<Canary<B>>,
     routed: AtomicU64,
-    control: Mutex<Control>,
+    control: Mutex<Control<B>>,
     checking: tokio::sync::Mutex<()>,
     latest: AtomicU64,
     next_canary: AtomicU64,
@@ -149,22 +210,26 @@ pub enum StartError {
     },
 }
 
-impl Builds {
-    /// Checks the first build exactly as any candidate (the same door steps) and makes it the stable
-    /// build; on success also returns its status report (for the first metrics).
-    pub async fn start(runtime: Arc<Runtime>, policy: CanaryPolicy, candidate: Candidate) -> Result<(Arc<Self>, BuildReport), StartError> {
-        let metrics = runtime.metrics().clone();
+impl<B: Build> Builds<B> {
+    /// Checks the first build exactly as any candidate (the same door steps, `check`) and makes it the
+    /// stable build.
+    pub async fn start(
+        check: Check<B>,
+        policy: CanaryPolicy,
+        metrics: Arc<Metrics>,
+        candidate: Candidate,
+    ) -> Result<Arc<Self>, StartError> {
         for result in SwapResult::ALL {
             metrics.swaps.with_label_values(&[result.name()]);
         }
         let reference = candidate.reference.clone().unwrap_or_else(|| "(unnamed)".into());
         let digest = digest_of(&candidate.bytes).await;
         let checked = match check_identity(&candidate, &digest) {
-            Ok(()) => prepare(&runtime, None, candidate.bytes.clone(), digest.clone()).await,
+            Ok(()) => check(candidate.bytes.clone(), digest.clone(), None).await,
             Err(error) => Err(error),
         };
-        let (build, report) = match checked {
-            Ok(ready) => ready,
+        let build = match checked {
+            Ok(build) => build,
             Err(error) if error.step == LoadStep::Config => return Err(StartError::Config(error.reason)),
             Err(error) => return Err(StartError::Build { reference, error }),
         };
@@ -172,7 +237,7 @@ impl Builds {
         metrics.component_info.with_label_values(&[&origin.version]).set(1);
         let placed = Arc::new(Placed { build: build.clone(), origin: origin.clone(), since: unix_now() });
         let this = Arc::new(Self {
-            runtime,
+            check,
             policy,
             metrics,
             stable: ArcSwap::new(placed),
@@ -191,27 +256,22 @@ impl Builds {
         });
         let record = this.record(&mut this.control(), &candidate, Some(&origin), None, SwapResult::Ok, None);
         record.log();
-        Ok((this, report))
-    }
-
-    /// The runtime builds run on.
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
+        Ok(this)
     }
 
     /// The stable build and where it came from.
-    pub fn stable(&self) -> Arc<Placed> {
+    pub fn stable(&self) -> Arc<Placed<B>> {
         self.stable.load_full()
     }
 
     /// The running canary, if any.
-    pub fn canary(&self) -> Option<Arc<Canary>> {
+    pub fn canary(&self) -> Option<Arc<Canary<B>>> {
         self.canary.load_full()
     }
 
     /// The build that serves a new request, and the canary it counts toward when one runs (the bool:
     /// whether this request goes to the canary).
-    pub fn pick(&self, headers: &http::HeaderMap) -> (Arc<LoadedComponent>, Option<(Arc<Canary>, bool)>) {
+    pub fn pick(&self, headers: &http::HeaderMap) -> (Arc<B>, Option<Routed<B>>) {
         let stable = self.stable.load().build.clone();
         let Some(canary) = self.canary.load_full() else { return (stable, None) };
         let sticky = headers.get(&self.policy.sticky_header).map(|v| v.as_bytes());
@@ -251,13 +311,13 @@ impl Builds {
             Action::Swap => None,
             Action::Canary(percent) => Some(percent),
         };
-        let kept = self.control().kept.iter().find(|b| b.digest == digest).cloned();
+        let kept = self.control().kept.iter().find(|b| b.digest() == digest).cloned();
         self.control().checking = Some(Checking { version: origin.version.clone(), source: candidate.source, canary: percent.is_some() });
-        let checked = prepare(&self.runtime, kept, candidate.bytes.clone(), digest).await;
+        let checked = (self.check)(candidate.bytes.clone(), digest, kept).await;
         let mut control = self.control();
         control.checking = None;
         let build = match checked {
-            Ok((build, _report)) => build,
+            Ok(build) => build,
             Err(error) => {
                 let record = self.record(&mut control, &candidate, Some(&origin), None, SwapResult::Rejected, Some(error));
                 drop(control);
@@ -266,7 +326,7 @@ impl Builds {
             }
         };
         // The roles may have moved while it was checked (a promotion, a rollback): act on them as they are now.
-        let record = if build.digest == self.stable.load().origin.digest {
+        let record = if build.digest() == self.stable.load().origin.digest {
             self.record(&mut control, &candidate, Some(&origin), None, SwapResult::Unchanged, None)
         } else {
             match percent {
@@ -404,7 +464,7 @@ impl Builds {
     }
 
     /// The canary `expect` names, if it is the one running now.
-    fn expected_canary(&self, expect: Expect<'_>) -> Result<Arc<Canary>, Refused> {
+    fn expected_canary(&self, expect: Expect<'_>) -> Result<Arc<Canary<B>>, Refused> {
         let canary = self.canary.load_full().ok_or_else(|| Refused("there is no canary".into()))?;
         let matches = match expect {
             Expect::Current => true,
@@ -419,13 +479,13 @@ impl Builds {
     }
 
     /// Makes `build` the stable build (ending any canary). Caller holds `control`.
-    fn switch(&self, control: &mut Control, build: Arc<LoadedComponent>, origin: Origin, request: &Candidate) -> SwapRecord {
+    fn switch(&self, control: &mut Control<B>, build: Arc<B>, origin: Origin, request: &Candidate) -> SwapRecord {
         let running = self.stable.load_full();
         if let Some(canary) = self.canary.swap(None) {
             self.retire(&canary.build, &build);
         }
         keep(&mut control.kept, &build);
-        build.pool.revive();
+        build.revive();
         let placed = Arc::new(Placed { build: build.clone(), origin: origin.clone(), since: unix_now() });
         self.stable.store(placed);
         // Instances of the old build retire: idle ones now, busy ones when their request ends.
@@ -439,16 +499,9 @@ impl Builds {
     }
 
     /// Starts `build` as a canary at `percent`, replacing any canary. Caller holds `control`.
-    fn begin_canary(
-        &self,
-        control: &mut Control,
-        build: Arc<LoadedComponent>,
-        origin: Origin,
-        percent: u8,
-        request: &Candidate,
-    ) -> SwapRecord {
+    fn begin_canary(&self, control: &mut Control<B>, build: Arc<B>, origin: Origin, percent: u8, request: &Candidate) -> SwapRecord {
         keep(&mut control.kept, &build);
-        build.pool.revive();
+        build.revive();
         let id = self.next_canary.fetch_add(1, Ordering::Relaxed);
         let stable = self.stable.load_full();
         if let Some(replaced) = self.canary.swap(Some(Arc::new(Canary::new(id, build.clone(), origin.clone(), percent)))) {
@@ -460,13 +513,13 @@ impl Builds {
     }
 
     /// `build` stops serving unless it is `kept_serving` (or the other role's build).
-    fn retire(&self, build: &Arc<LoadedComponent>, kept_serving: &Arc<LoadedComponent>) {
+    fn retire(&self, build: &Arc<B>, kept_serving: &Arc<B>) {
         let still_serving = Arc::ptr_eq(build, kept_serving)
             || Arc::ptr_eq(build, &self.stable.load().build)
-            || self.canary.load().as_ref().is_some_and(|c| Arc::ptr_eq(&c.build, build));
+            || (*self.canary.load()).as_ref().is_some_and(|c| Arc::ptr_eq(&c.build, build));
         if !still_serving {
-            build.pool.retire();
-            let _ = self.metrics.component_info.remove_label_values(&[&build.version]);
+            build.retire();
+            let _ = self.metrics.component_info.remove_label_values(&[build.version()]);
         }
     }
 
@@ -487,7 +540,7 @@ impl Builds {
     /// Counts, remembers and returns the record of one attempt. Caller holds `control` (passed in).
     fn record(
         &self,
-        control: &mut Control,
+        control: &mut Control<B>,
         candidate: &Candidate,
         origin: Option<&Origin>,
         previous: Option<&str>,
@@ -519,25 +572,9 @@ impl Builds {
         record
     }
 
-    fn control(&self) -> MutexGuard<'_, Control> {
+    fn control(&self) -> MutexGuard<'_, Control<B>> {
         self.control.lock().unwrap_or_else(|p| p.into_inner())
     }
-}
-
-/// Compiles `bytes` (or takes the `kept` build with the same digest) and smoke-tests it; no role lock
-/// is held, and every step is bounded.
-async fn prepare(
-    runtime: &Arc<Runtime>,
-    kept: Option<Arc<LoadedComponent>>,
-    bytes: Bytes,
-    digest: String,
-) -> Result<(Arc<LoadedComponent>, BuildReport), LoadError> {
-    let build = match kept {
-        Some(kept) => kept,
-        None => Arc::new(runtime.compile(bytes, digest).await?),
-    };
-    let report = runtime.smoke_test(&build).await?;
-    Ok((build, report))
 }
 
 /// The checks that need only the bytes: the size limit, and the digest the source promised.
@@ -586,15 +623,15 @@ fn role_request(source: Source, about: &Origin) -> Candidate {
     }
 }
 
-fn keep(kept: &mut VecDeque<Arc<LoadedComponent>>, build: &Arc<LoadedComponent>) {
-    kept.retain(|c| c.digest != build.digest);
+fn keep<B: Build>(kept: &mut VecDeque<Arc<B>>, build: &Arc<B>) {
+    kept.retain(|c| c.digest() != build.digest());
     if kept.len() == KEPT_BUILDS {
         kept.pop_front();
     }
     kept.push_back(build.clone());
 }
 
-fn placed_json(placed: &Placed) -> serde_json::Value {
+fn placed_json<B>(placed: &Placed<B>) -> serde_json::Value {
     serde_json::json!({
         "version": placed.origin.version,
         "digest": placed.origin.digest,
@@ -602,4 +639,294 @@ fn placed_json(placed: &Placed) -> serde_json::Value {
         "reference": placed.origin.reference,
         "since": placed.since,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicBool;
+    use tokio::sync::oneshot;
+
+    /// A build with an identity and nothing to run.
+    struct Fake {
+        digest: String,
+        version: String,
+        retired: AtomicBool,
+    }
+
+    impl Build for Fake {
+        fn digest(&self) -> &str {
+            &self.digest
+        }
+        fn version(&self) -> &str {
+            &self.version
+        }
+        fn retire(&self) {
+            self.retired.store(true, Ordering::SeqCst);
+        }
+        fn revive(&self) {
+            self.retired.store(false, Ordering::SeqCst);
+        }
+        fn sweep(&self) {}
+    }
+
+    /// Candidates whose bytes are their name; the check passes unless the name starts with `bad`, and
+    /// waits for the test first when the name is registered in `held`.
+    type Held = Arc<Mutex<Vec<(String, oneshot::Receiver<()>)>>>;
+
+    fn check(held: Held) -> Check<Fake> {
+        Arc::new(move |bytes, digest, kept| {
+            let held = held.clone();
+            Box::pin(async move {
+                let name = String::from_utf8_lossy(&bytes).into_owned();
+                let wait = {
+                    let mut held = held.lock().expect("held");
+                    held.iter().position(|(n, _)| *n == name).map(|i| held.remove(i).1)
+                };
+                if let Some(wait) = wait {
+                    let _ = wait.await;
+                }
+                if name.starts_with("bad") {
+                    return Err(LoadError::new(LoadStep::SmokeTest, format!("{name} answered 500")));
+                }
+                Ok(kept.unwrap_or_else(|| {
+                    Arc::new(Fake { version: version_of_digest(&digest).to_owned(), digest, retired: AtomicBool::new(false) })
+                }))
+            })
+        })
+    }
+
+    fn policy(canary_percent: Option<u8>) -> CanaryPolicy {
+        crate::config::tests::parse(&[]).expect("defaults").canary.policy().tap(|p| p.source_canary_percent = canary_percent)
+    }
+
+    trait Tap: Sized {
+        fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+            f(&mut self);
+            self
+        }
+    }
+    impl Tap for CanaryPolicy {}
+
+    fn candidate(name: &str, source: Source, mode: Mode) -> Candidate {
+        Candidate {
+            bytes: Bytes::from(name.to_owned()),
+            source,
+            reference: Some(format!("/volume/{name}")),
+            expected_digest: None,
+            mode,
+            noticed: Instant::now(),
+        }
+    }
+
+    fn version(name: &str) -> String {
+        version_of_digest(&digest(name.as_bytes())).to_owned()
+    }
+
+    async fn started(canary_percent: Option<u8>) -> (Arc<Builds<Fake>>, Held) {
+        let held: Held = Arc::default();
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let builds = Builds::start(check(held.clone()), policy(canary_percent), metrics, candidate("one", Source::Startup, Mode::Policy))
+            .await
+            .expect("the first build starts");
+        (builds, held)
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    /// Waits (bounded) until the door is checking `name`.
+    async fn until_checking(builds: &Builds<Fake>, name: &str) {
+        for _ in 0..500 {
+            if builds.describe()["checking"]["version"] == version(name).as_str() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+        }
+        panic!("{name} is never checked");
+    }
+
+    fn canary_version(builds: &Builds<Fake>) -> Option<String> {
+        builds.canary().map(|c| c.origin.version.clone())
+    }
+
+    #[test]
+    fn startup_is_recorded_like_every_candidate_with_where_it_came_from() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            let state = builds.describe();
+            assert_eq!(state["running"]["version"], version("one").as_str());
+            assert_eq!(state["running"]["source"], "startup");
+            assert_eq!(state["running"]["reference"], "/volume/one");
+            let first = &state["history"][0];
+            assert_eq!((first["source"].as_str(), first["result"].as_str()), (Some("startup"), Some("ok")));
+            assert_eq!(first["digest"], digest(b"one").as_str());
+        });
+    }
+
+    #[test]
+    fn a_promise_the_bytes_do_not_keep_is_rejected_before_any_check() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            let mut lying = candidate("two", Source::Admin, Mode::Swap);
+            lying.expected_digest = Some(format!("sha256:{}", digest(b"three")));
+            let record = builds.submit(lying).await;
+            assert_eq!((record.result, record.step), (SwapResult::Rejected, Some("digest")));
+            let mut honest = candidate("two", Source::Admin, Mode::Swap);
+            honest.expected_digest = Some(format!("sha256:{}", digest(b"two")));
+            assert_eq!(builds.submit(honest).await.result, SwapResult::Ok);
+        });
+    }
+
+    #[test]
+    fn the_last_of_several_waiting_candidates_wins() {
+        runtime().block_on(async {
+            let (builds, held) = started(None).await;
+            let (release, wait) = oneshot::channel();
+            held.lock().expect("held").push(("slow".into(), wait));
+            let first = tokio::spawn({
+                let builds = builds.clone();
+                async move { builds.submit(candidate("slow", Source::File, Mode::Policy)).await }
+            });
+            until_checking(&builds, "slow").await;
+            let second = tokio::spawn({
+                let builds = builds.clone();
+                async move { builds.submit(candidate("second", Source::File, Mode::Policy)).await }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let third = tokio::spawn({
+                let builds = builds.clone();
+                async move { builds.submit(candidate("third", Source::Admin, Mode::Swap)).await }
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            let _ = release.send(());
+            let (first, second, third) = (first.await.expect("first"), second.await.expect("second"), third.await.expect("third"));
+            assert_eq!(first.result, SwapResult::Ok, "the one being checked finishes");
+            assert_eq!((second.result, second.version.as_deref()), (SwapResult::Superseded, Some(version("second").as_str())));
+            assert_eq!(third.result, SwapResult::Ok, "the last one wins");
+            assert_eq!(builds.stable().origin.version, version("third"));
+        });
+    }
+
+    #[test]
+    fn a_verdict_names_its_canary_and_does_nothing_to_the_next_one() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            assert_eq!(builds.submit(candidate("a", Source::Admin, Mode::Canary(10))).await.result, SwapResult::Canary);
+            let judged = builds.canary().expect("canary a").id;
+            assert_eq!(builds.submit(candidate("b", Source::Admin, Mode::Canary(10))).await.result, SwapResult::Canary);
+            let verdict = builds.end_canary(Expect::Id(judged), SwapResult::AutoRollback, Source::CanaryJudge, Some("5xx".into()));
+            assert!(verdict.is_err(), "a's verdict is refused");
+            assert!(builds.promote(Expect::Id(judged), Source::CanaryJudge).is_err(), "a's promotion is refused");
+            assert_eq!(canary_version(&builds), Some(version("b")));
+            assert_eq!(builds.stable().origin.version, version("one"), "nothing was promoted");
+            let current = builds.canary().expect("b").id;
+            let promoted = builds.promote(Expect::Id(current), Source::CanaryJudge).expect("b is promoted by its own verdict");
+            assert_eq!((promoted.result, promoted.source), (SwapResult::Ok, Source::CanaryJudge));
+            assert_eq!(builds.stable().origin.version, version("b"));
+            assert_eq!(builds.stable().origin.source, Source::Admin, "where it came from survives the promotion");
+        });
+    }
+
+    #[test]
+    fn a_replaced_canary_retires_unless_it_is_the_stable_build() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            builds.submit(candidate("a", Source::Admin, Mode::Canary(10))).await;
+            let a = builds.canary().expect("a").build.clone();
+            builds.submit(candidate("b", Source::Admin, Mode::Canary(10))).await;
+            assert!(a.retired.load(Ordering::SeqCst), "a no longer serves");
+            assert!(!builds.stable().build.retired.load(Ordering::SeqCst));
+        });
+    }
+
+    #[test]
+    fn rollback_drops_a_running_canary_and_never_touches_the_stable_build_right_after_one() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            builds.submit(candidate("two", Source::Admin, Mode::Swap)).await;
+            builds.submit(candidate("canary", Source::Admin, Mode::Canary(20))).await;
+            let dropped = builds.rollback(None).expect("drops the canary");
+            assert_eq!((dropped.result, dropped.version.as_deref()), (SwapResult::Rollback, Some(version("canary").as_str())));
+            assert_eq!(builds.stable().origin.version, version("two"));
+            let refused = builds.rollback(None).expect_err("the last change was a canary that ended");
+            assert!(refused.0.contains("already ended"), "{refused}");
+            assert_eq!(builds.stable().origin.version, version("two"), "the stable build was not touched");
+            assert!(builds.rollback(Some("nonsense")).is_err(), "a build in no role");
+            let named = builds.rollback(Some(&version("two"))).expect("naming the stable build rolls it back");
+            assert_eq!(named.result, SwapResult::Ok);
+            assert_eq!(builds.stable().origin.version, version("one"));
+            let again = builds.rollback(None).expect("after a swap, rollback goes back again");
+            assert_eq!(again.version.as_deref(), Some(version("two").as_str()));
+        });
+    }
+
+    #[test]
+    fn rollback_with_a_canary_candidate_being_checked_is_refused() {
+        runtime().block_on(async {
+            let (builds, held) = started(None).await;
+            builds.submit(candidate("two", Source::Admin, Mode::Swap)).await;
+            let (release, wait) = oneshot::channel();
+            held.lock().expect("held").push(("pending".into(), wait));
+            let pending = tokio::spawn({
+                let builds = builds.clone();
+                async move { builds.submit(candidate("pending", Source::Admin, Mode::Canary(5))).await }
+            });
+            until_checking(&builds, "pending").await;
+            let refused = builds.rollback(None).expect_err("a canary is in flight");
+            assert!(refused.0.contains("being checked"), "{refused}");
+            let promoted = builds.promote(Expect::Current, Source::Promote);
+            assert!(promoted.is_err(), "nothing to promote yet");
+            let _ = release.send(());
+            assert_eq!(pending.await.expect("pending").result, SwapResult::Canary);
+            assert_eq!(builds.stable().origin.version, version("two"));
+        });
+    }
+
+    #[test]
+    fn a_rejected_candidate_leaves_every_role_as_it_was() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            let record = builds.submit(candidate("bad-build", Source::File, Mode::Policy)).await;
+            assert_eq!((record.result, record.step), (SwapResult::Rejected, Some("smoke-test")));
+            assert_eq!(builds.stable().origin.version, version("one"));
+            assert!(builds.canary().is_none());
+            assert_eq!(builds.submit(candidate("one", Source::File, Mode::Policy)).await.result, SwapResult::Unchanged);
+        });
+    }
+
+    #[test]
+    fn with_canary_percent_the_file_starts_canaries_and_the_stable_build_back_drops_one() {
+        runtime().block_on(async {
+            let (builds, _) = started(Some(25)).await;
+            let started = builds.submit(candidate("next", Source::File, Mode::Policy)).await;
+            assert_eq!(started.result, SwapResult::Canary);
+            assert_eq!(builds.canary().map(|c| c.percent), Some(25));
+            assert_eq!(builds.submit(candidate("next", Source::File, Mode::Policy)).await.result, SwapResult::Unchanged);
+            let dropped = builds.submit(candidate("one", Source::File, Mode::Policy)).await;
+            assert_eq!((dropped.result, dropped.source), (SwapResult::Rollback, Source::File));
+            assert!(builds.canary().is_none());
+        });
+    }
+
+    #[test]
+    fn the_judge_rolls_back_a_worse_canary_by_its_id() {
+        runtime().block_on(async {
+            let (builds, _) = started(None).await;
+            builds.submit(candidate("worse", Source::Admin, Mode::Canary(50))).await;
+            let canary = builds.canary().expect("canary");
+            for _ in 0..60 {
+                canary.candidate.record(500, std::time::Duration::from_millis(1));
+                canary.stable.record(200, std::time::Duration::from_millis(1));
+            }
+            let verdict = canary::judge(&canary.stable.snapshot(), &canary.candidate.snapshot(), canary.since.elapsed(), &builds.policy);
+            let canary::Verdict::Rollback(reason) = verdict else { panic!("a worse canary is rolled back: {verdict:?}") };
+            let record =
+                builds.end_canary(Expect::Id(canary.id), SwapResult::AutoRollback, Source::CanaryJudge, Some(reason)).expect("by id");
+            assert_eq!((record.step, record.version.as_deref()), (Some("canary-judgment"), Some(version("worse").as_str())));
+            let history = builds.describe()["history"].as_array().expect("history").clone();
+            assert_eq!(history.last().map(|r| r["result"].clone()), Some(serde_json::json!("auto_rollback")));
+        });
+    }
 }

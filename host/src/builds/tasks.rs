@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::canary::{Verdict, judge};
-use super::{Builds, Expect, Source, SwapResult};
+use super::{Build, Builds, Expect, Source, SwapResult};
 
 /// How often the canary's numbers are compared with the stable build's.
 const JUDGE_EVERY: Duration = Duration::from_millis(250);
@@ -16,9 +16,9 @@ const JUDGE_EVERY: Duration = Duration::from_millis(250);
 pub struct BackgroundTasks(Vec<JoinHandle<()>>);
 
 impl BackgroundTasks {
-    /// Starts judging canaries and sweeping idle instances of `builds`.
-    pub fn spawn(builds: Arc<Builds>) -> Self {
-        Self(vec![tokio::spawn(judge_canaries(builds.clone())), tokio::spawn(sweep_idle(builds))])
+    /// Starts judging canaries and sweeping idle instances of `builds` (every `sweep_every`).
+    pub fn spawn<B: Build>(builds: Arc<Builds<B>>, sweep_every: Duration) -> Self {
+        Self(vec![tokio::spawn(judge_canaries(builds.clone())), tokio::spawn(sweep_idle(builds, sweep_every))])
     }
 }
 
@@ -32,7 +32,7 @@ impl Drop for BackgroundTasks {
 
 /// Rolls a running canary back (or promotes it) as [`judge`] decides. Each verdict names the canary
 /// it was reached on: if that canary is gone by the time it acts, nothing happens.
-async fn judge_canaries(builds: Arc<Builds>) {
+async fn judge_canaries<B: Build>(builds: Arc<Builds<B>>) {
     let mut tick = tokio::time::interval(JUDGE_EVERY);
     loop {
         tick.tick().await;
@@ -52,14 +52,13 @@ async fn judge_canaries(builds: Arc<Builds>) {
 }
 
 /// Retires idle instances of the stable build and of a canary once they pass INSTANCE_IDLE_TIMEOUT.
-async fn sweep_idle(builds: Arc<Builds>) {
-    let every = (builds.runtime().reuse().idle_timeout / 2).max(Duration::from_secs(1));
+async fn sweep_idle<B: Build>(builds: Arc<Builds<B>>, every: Duration) {
     let mut tick = tokio::time::interval(every);
     loop {
         tick.tick().await;
-        builds.stable().build.pool.sweep();
+        builds.stable().build.sweep();
         if let Some(canary) = builds.canary() {
-            canary.build.pool.sweep();
+            canary.build.sweep();
         }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 use clap::Args;
 use http::HeaderName;
 
-use super::{parse_duration, parse_positive_duration};
+use super::duration::{parse_duration, parse_positive_duration};
 
 /// Requests carrying this header stay on one version.
 pub const DEFAULT_STICKY_HEADER: &str = "x-session-id";

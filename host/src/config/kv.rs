@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_positive_duration;
+use super::duration::parse_positive_duration;
 
 /// Keys held by the in-memory cache bucket before the least recently used are evicted.
 pub const DEFAULT_KV_MAX_ENTRIES: usize = 10_000;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_duration;
+use super::duration::parse_duration;
 
 /// Traffic port of the seed service.
 pub const DEFAULT_PORT: u16 = 8080;

@@ -8,6 +8,7 @@
 
 pub mod canary;
 pub mod component;
+pub mod duration;
 pub mod kv;
 pub mod listen;
 pub mod runtime;
@@ -16,10 +17,9 @@ pub mod service;
 pub mod telemetry;
 pub mod upstream;
 
-use std::time::Duration;
-
 use clap::{Args, Parser, Subcommand};
-use stock_shared::duration::{DURATION_FORMS, parse_ms, render_ms};
+
+pub use duration::{config_duration, parse_duration, parse_positive_duration};
 
 /// `stock-host`: serves the stock component.
 #[derive(Debug, Parser)]
@@ -63,24 +63,10 @@ pub struct ServeConfig {
     pub telemetry: telemetry::TelemetryOptions,
 }
 
-/// Parses the shared duration syntax (`30`, `30s`, `1500ms`, `5m`, `1h`).
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    parse_ms(text).map(Duration::from_millis).ok_or_else(|| format!("{text:?} is not {DURATION_FORMS}"))
-}
-
-/// [`parse_duration`], refusing zero.
-pub fn parse_positive_duration(text: &str) -> Result<Duration, String> {
-    parse_duration(text).and_then(|d| if d.is_zero() { Err("must be more than zero".into()) } else { Ok(d) })
-}
-
-/// Renders a duration in the shared syntax, for `wasi:config`.
-pub fn config_duration(duration: Duration) -> String {
-    render_ms(u64::try_from(duration.as_millis()).unwrap_or(u64::MAX))
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use std::time::Duration;
     use stock_shared::settings::{self, default_of};
 
     /// `stock-host serve ARGS` parsed, for tests of any room.
@@ -89,14 +75,6 @@ pub(crate) mod tests {
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Serve(config) => *config,
         })
-    }
-
-    #[test]
-    fn durations_are_positive_where_zero_makes_no_sense() {
-        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
-        assert!(parse_duration("5 minutes").is_err());
-        assert!(parse_positive_duration("0").is_err());
-        assert_eq!(config_duration(Duration::from_millis(1500)), "1500ms");
     }
 
     #[test]

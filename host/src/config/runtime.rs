@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use super::parse_positive_duration;
+use super::duration::parse_positive_duration;
 
 /// Room for what a build does around its upstream call within one request (its single-flight waits,
 /// one retry's pause): REQUEST_TIMEOUT defaults to UPSTREAM_TIMEOUT plus this.

@@ -8,7 +8,7 @@ use std::time::Duration;
 use clap::Args;
 use stock_shared::settings::{self, default_of};
 
-use super::parse_positive_duration;
+use super::duration::parse_positive_duration;
 use super::upstream::{authority_of_url, parse_upstream_url};
 
 /// The build's settings and the API key.
@@ -64,7 +64,7 @@ impl ServiceOptions {
             (settings::SYMBOL, self.symbol.clone()),
             (settings::NDAYS, self.ndays.clone()),
             (settings::CACHE_TTL, self.cache_ttl.clone()),
-            (settings::UPSTREAM_TIMEOUT, super::config_duration(self.upstream_timeout)),
+            (settings::UPSTREAM_TIMEOUT, super::duration::config_duration(self.upstream_timeout)),
             (settings::BREAKER_THRESHOLD, self.circuit_breaker_threshold.clone()),
             (settings::BREAKER_TIMEOUT, self.circuit_breaker_timeout.clone()),
             (settings::UPSTREAM_DAILY_QUOTA, self.upstream_daily_quota.clone()),

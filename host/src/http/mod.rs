@@ -29,7 +29,7 @@ use crate::error::HostError;
 use crate::runtime::Runtime;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otel::SpanExport;
-pub use admin::{AdminAuth, TokenWatcher};
+pub use admin::AdminAuth;
 
 /// Header naming the running component build.
 pub const COMPONENT_VERSION_HEADER: &str = "x-component-version";
@@ -72,8 +72,13 @@ pub struct Server {
 
 impl Server {
     /// The server for `builds`, with the listeners' settings and the admin token source.
-    pub fn new(builds: Arc<Builds>, listen: &ListenOptions, admin: AdminAuth, spans: Option<Arc<SpanExport>>) -> Arc<Self> {
-        let runtime = builds.runtime().clone();
+    pub fn new(
+        builds: Arc<Builds>,
+        runtime: Arc<Runtime>,
+        listen: &ListenOptions,
+        admin: AdminAuth,
+        spans: Option<Arc<SpanExport>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             metrics: runtime.metrics().clone(),
             runtime,

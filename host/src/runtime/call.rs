@@ -6,8 +6,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http::{Request, Response};
-use http_body_util::BodyExt;
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 use wasmtime::{Store, Trap};
@@ -15,9 +16,9 @@ use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
 
-use super::Runtime;
-use super::engine::{EPOCH_TICK, LoadedComponent};
+use super::engine::{EPOCH_TICK, LoadError, LoadStep, LoadedComponent};
 use super::pool::Instance;
+use super::runner::Runtime;
 use super::slots::{Slot, Slots};
 use super::status::BuildReport;
 use super::store::RequestState;
@@ -25,6 +26,45 @@ use crate::body::{BodyError, HostBody};
 use crate::error::HostError;
 use crate::telemetry::redact::redact;
 use crate::telemetry::trace::TraceContext;
+
+impl Runtime {
+    /// Runs `request` through `build`.
+    pub async fn call<B>(self: &Arc<Self>, build: Arc<LoadedComponent>, request: Request<B>) -> Result<Response<HostBody>, HostError>
+    where
+        B: hyper::body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<wasmtime_wasi_http::Error>,
+    {
+        call_component(self, build, request).await
+    }
+
+    /// `build`'s status report, within the request deadline.
+    pub async fn report(&self, build: &LoadedComponent) -> anyhow::Result<BuildReport> {
+        build_report(self, build).await
+    }
+
+    /// The smoke test a build passes before it serves anyone: it reports its status, accepts this
+    /// configuration and answers a request that needs no upstream, all within REQUEST_TIMEOUT. What it
+    /// says in a refusal is scrubbed of secrets before it reaches an answer, a record or a log line.
+    pub async fn smoke_test(self: &Arc<Self>, build: &Arc<LoadedComponent>) -> Result<BuildReport, LoadError> {
+        let fail = |reason: String| LoadError::new(LoadStep::SmokeTest, crate::telemetry::redact::redact(&reason));
+        let report = self.report(build).await.map_err(|e| fail(format!("status export: {e:#}")))?;
+        if let Some(problems) = report.config_problems_line() {
+            return Err(LoadError::new(LoadStep::Config, problems));
+        }
+        let probe = Request::get("http://localhost/openapi.json")
+            .body(Empty::<Bytes>::new().map_err(|never: std::convert::Infallible| -> hyper::Error { match never {} }))
+            .map_err(|e| fail(e.to_string()))?;
+        let response = self.call(build.clone(), probe).await.map_err(|e| fail(format!("GET /openapi.json: {e}")))?;
+        if response.status() != StatusCode::OK {
+            return Err(fail(format!("GET /openapi.json answered {}", response.status())));
+        }
+        tokio::time::timeout(self.request_timeout, response.into_body().collect())
+            .await
+            .map_err(|_| fail("GET /openapi.json: the body did not finish within REQUEST_TIMEOUT".into()))?
+            .map_err(|e| fail(format!("GET /openapi.json body: {e}")))?;
+        Ok(report)
+    }
+}
 
 /// Slack after the deadline before the caller stops waiting for the task.
 const DEADLINE_MARGIN: Duration = Duration::from_millis(250);
@@ -290,5 +330,40 @@ fn emit_stderr(contents: &[u8]) {
     for line in String::from_utf8_lossy(contents).lines().filter(|l| !l.trim().is_empty()) {
         let line = redact(line);
         tracing::info!(target: "component", %line, "component stderr");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    #[test]
+    fn a_call_that_needs_no_io_finishes_in_place_and_one_that_waits_moves_to_its_own_task() {
+        runtime().block_on(async {
+            let ready = start_guest(Box::pin(async { Ok::<(), Failure>(()) })).await;
+            assert!(matches!(ready, Guest::Finished(Ok(()))), "no hand-off for a call that is done in one poll");
+            let (release, wait) = oneshot::channel::<()>();
+            let waiting = start_guest(Box::pin(async move {
+                let _ = wait.await;
+                Ok::<(), Failure>(())
+            }))
+            .await;
+            let Guest::Running(task) = waiting else { panic!("a waiting call goes on in its own task") };
+            let _ = release.send(());
+            assert!(matches!(task.await, Ok(Ok(()))), "and finishes there, whoever waits for it");
+        });
+    }
+
+    #[test]
+    fn an_epoch_interruption_is_a_deadline_and_anything_else_a_trap() {
+        assert!(matches!(Failure::from_wasmtime(wasmtime::Error::from(Trap::Interrupt)), Failure::Deadline));
+        assert!(matches!(Failure::from_wasmtime(wasmtime::Error::from(Trap::UnreachableCodeReached)), Failure::Trap(_)));
+        assert!(
+            matches!(Failure::from_wasmtime(wasmtime::Error::msg("instantiation failed")), Failure::Trap(cause) if cause.contains("instantiation"))
+        );
     }
 }

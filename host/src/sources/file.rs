@@ -131,3 +131,50 @@ async fn settled(path: &Path) -> Option<Bytes> {
     tracing::warn!(path = %path.display(), "the component file kept changing; will look again on the next event or poll");
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
+    }
+
+    fn temp(name: &str) -> PathBuf {
+        std::env::temp_dir().join(format!("stock-source-{name}-{}", std::process::id()))
+    }
+
+    #[test]
+    fn a_file_is_read_no_further_than_one_byte_past_the_limit() {
+        runtime().block_on(async {
+            let path = temp("oversized");
+            std::fs::write(&path, vec![b'x'; MAX_COMPONENT_BYTES + 4096]).expect("write");
+            let read = read_bounded(&path).await.expect("read");
+            assert_eq!(read.len(), MAX_COMPONENT_BYTES + 1, "enough for the door to refuse it by size");
+            let _ = std::fs::remove_file(path);
+        });
+    }
+
+    #[test]
+    fn a_settled_file_is_read_once_two_reads_agree() {
+        runtime().block_on(async {
+            let path = temp("settled");
+            std::fs::write(&path, b"(component)").expect("write");
+            assert_eq!(settled(&path).await.as_deref(), Some(&b"(component)"[..]));
+            let _ = std::fs::remove_file(&path);
+        });
+    }
+
+    #[test]
+    fn the_startup_candidate_names_the_file_and_asks_the_settings_what_to_do() {
+        runtime().block_on(async {
+            let path = temp("startup");
+            std::fs::write(&path, b"bytes").expect("write");
+            let candidate = startup_candidate(&path).await.expect("read");
+            assert_eq!((candidate.source, candidate.mode), (Source::Startup, Mode::Policy));
+            assert_eq!(candidate.reference.as_deref(), Some(path.display().to_string().as_str()));
+            assert!(startup_candidate(&temp("missing")).await.is_err());
+            let _ = std::fs::remove_file(path);
+        });
+    }
+}
