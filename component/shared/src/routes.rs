@@ -8,7 +8,7 @@ pub const READY: &str = "ready";
 pub const CIRCUIT_BREAKER: &str = "circuit-breaker";
 /// The OpenAPI document.
 pub const OPENAPI: &str = "openapi.json";
-/// Interactive API docs (not served yet: reserved so no symbol takes it).
+/// Interactive API docs: the host serves the Scalar page here (reserved, so no symbol takes it).
 pub const DOCS: &str = "docs";
 
 /// Metrics live on the admin port; reserved so a stray scrape of the traffic port costs no upstream call.

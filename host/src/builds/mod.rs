@@ -484,7 +484,7 @@ impl<B: Build> Builds<B> {
         if let Some(canary) = self.canary.swap(None) {
             self.retire(&canary.build, &build);
         }
-        keep(&mut control.kept, &build);
+        self.keep(control, &build);
         build.revive();
         let placed = Arc::new(Placed { build: build.clone(), origin: origin.clone(), since: unix_now() });
         self.stable.store(placed);
@@ -500,7 +500,7 @@ impl<B: Build> Builds<B> {
 
     /// Starts `build` as a canary at `percent`, replacing any canary. Caller holds `control`.
     fn begin_canary(&self, control: &mut Control<B>, build: Arc<B>, origin: Origin, percent: u8, request: &Candidate) -> SwapRecord {
-        keep(&mut control.kept, &build);
+        self.keep(control, &build);
         build.revive();
         let id = self.next_canary.fetch_add(1, Ordering::Relaxed);
         let stable = self.stable.load_full();
@@ -510,6 +510,18 @@ impl<B: Build> Builds<B> {
         control.last_change = LastChange::CanaryStarted;
         self.metrics.component_info.with_label_values(&[&origin.version]).set(1);
         self.record(control, request, Some(&origin), Some(&stable.origin.version), SwapResult::Canary, None)
+    }
+
+    /// Keeps `build` compiled; a build that falls out of the kept set (and serves in no role, nor as the
+    /// previous build) has its metric series removed: it can come back only as a new candidate.
+    fn keep(&self, control: &mut Control<B>, build: &Arc<B>) {
+        let Some(evicted) = keep(&mut control.kept, build) else { return };
+        let in_a_role = evicted.digest() == self.stable.load().origin.digest
+            || (*self.canary.load()).as_ref().is_some_and(|c| c.origin.digest == evicted.digest())
+            || control.previous.as_ref().is_some_and(|p| p.origin.digest == evicted.digest());
+        if !in_a_role {
+            self.metrics.forget_version(evicted.version());
+        }
     }
 
     /// `build` stops serving unless it is `kept_serving` (or the other role's build).
@@ -623,12 +635,12 @@ fn role_request(source: Source, about: &Origin) -> Candidate {
     }
 }
 
-fn keep<B: Build>(kept: &mut VecDeque<Arc<B>>, build: &Arc<B>) {
+/// Keeps `build` compiled (most recent last); returns the build that fell out, if any.
+fn keep<B: Build>(kept: &mut VecDeque<Arc<B>>, build: &Arc<B>) -> Option<Arc<B>> {
     kept.retain(|c| c.digest() != build.digest());
-    if kept.len() == KEPT_BUILDS {
-        kept.pop_front();
-    }
+    let evicted = if kept.len() == KEPT_BUILDS { kept.pop_front() } else { None };
     kept.push_back(build.clone());
+    evicted
 }
 
 fn placed_json<B>(placed: &Placed<B>) -> serde_json::Value {

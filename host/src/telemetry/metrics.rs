@@ -55,7 +55,7 @@ pub const OPEN_CONNECTIONS: &str = "stock_host_open_connections";
 /// Connections answered 503 and closed because MAX_CONNECTIONS were open.
 pub const CONNECTIONS_SHED_TOTAL: &str = "stock_host_connections_shed_total";
 
-/// Spans handed to the OTLP collector, by result (exported, failed); only with trace export on.
+/// Spans handed to the OTLP collector, by result (exported, failed, dropped); only with trace export on.
 pub const TRACE_SPANS_TOTAL: &str = "stock_host_trace_spans_total";
 
 /// Label: route template.
@@ -209,7 +209,7 @@ impl Metrics {
             connections_shed: counter(CONNECTIONS_SHED_TOTAL, "Connections answered 503 and closed: MAX_CONNECTIONS were open.")?,
             trace_spans: counter_vec(
                 TRACE_SPANS_TOTAL,
-                "Spans sent to the OTLP collector, by result (exported, failed).",
+                "Spans sent to the OTLP collector, by result (exported, failed, dropped: the queue was full).",
                 &[LABEL_RESULT],
             )?,
             registry,
@@ -226,6 +226,37 @@ impl Metrics {
         }
     }
 
+    /// Removes every series labelled with `version` (a build no longer kept: it can serve again only as a
+    /// new candidate), so per-version series stay bounded however many builds a long-lived pod sees.
+    pub fn forget_version(&self, version: &str) {
+        use prometheus::core::Collector;
+        let label_values = |metric: &prometheus::proto::Metric, names: &[&str]| -> Option<Vec<String>> {
+            let labels = metric.get_label();
+            let is_version = labels.iter().any(|l| l.name() == LABEL_VERSION && l.value() == version);
+            is_version.then(|| {
+                names
+                    .iter()
+                    .map(|name| labels.iter().find(|l| l.name() == *name).map(|l| l.value().to_owned()).unwrap_or_default())
+                    .collect()
+            })
+        };
+        for family in self.requests.collect() {
+            for metric in family.get_metric() {
+                if let Some(values) = label_values(metric, &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION]) {
+                    let _ = self.requests.remove_label_values(&values);
+                }
+            }
+        }
+        for family in self.request_duration.collect() {
+            for metric in family.get_metric() {
+                if let Some(values) = label_values(metric, &[LABEL_ROUTE, LABEL_VERSION]) {
+                    let _ = self.request_duration.remove_label_values(&values);
+                }
+            }
+        }
+        let _ = self.component_info.remove_label_values(&[version]);
+    }
+
     /// Prometheus text exposition of everything registered.
     pub fn render(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(8 * 1024);
@@ -233,5 +264,25 @@ impl Metrics {
             tracing::error!(%error, "cannot encode metrics");
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_forgotten_version_leaves_no_series_and_the_others_stay() {
+        let metrics = Metrics::new().expect("metrics");
+        for version in ["aaaaaaaaaaaa", "bbbbbbbbbbbb"] {
+            metrics.requests.with_label_values(&["/{symbol}", "200", version]).inc();
+            metrics.requests.with_label_values(&["/health", "200", version]).inc();
+            metrics.request_duration.with_label_values(&["/{symbol}", version]).observe(0.001);
+            metrics.component_info.with_label_values(&[version]).set(1);
+        }
+        metrics.forget_version("aaaaaaaaaaaa");
+        let text = String::from_utf8(metrics.render()).expect("utf-8");
+        assert!(!text.contains("aaaaaaaaaaaa"), "{text}");
+        assert_eq!(text.matches("version=\"bbbbbbbbbbbb\"").count() > 3, true, "{text}");
     }
 }

@@ -6,6 +6,8 @@
 //! nothing when export is off and for one queue push per span when it is on.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
@@ -44,10 +46,27 @@ pub struct FinishedSpan<'a> {
     pub failed: bool,
 }
 
-/// The exporter: a batch processor with its own thread; shut it down to flush.
+/// The SDK's default queue (`OTEL_BSP_MAX_QUEUE_SIZE`).
+const DEFAULT_MAX_QUEUE_SIZE: u64 = 2048;
+
+/// Values of the `result` label of `stock_host_trace_spans_total`.
+mod result {
+    /// The collector took them.
+    pub const EXPORTED: &str = "exported";
+    /// The collector refused them or did not answer.
+    pub const FAILED: &str = "failed";
+    /// Never queued: the queue was full (a slow or silent collector).
+    pub const DROPPED: &str = "dropped";
+}
+
+/// The exporter: a batch processor with its own thread; shut it down to flush. Spans are counted in
+/// before they reach the SDK's queue, so a full queue drops them here, counted, never silently there.
 pub struct SpanExport {
     processor: BatchSpanProcessor,
     scope: InstrumentationScope,
+    pending: Arc<AtomicU64>,
+    capacity: u64,
+    counted_in: IntCounterVec,
 }
 
 impl std::fmt::Debug for SpanExport {
@@ -66,20 +85,31 @@ impl SpanExport {
             .with_endpoint(settings.traces_url.clone())
             .build()
             .with_context(|| format!("cannot start the OTLP exporter for {}", settings.traces_url))?;
-        let mut processor = BatchSpanProcessor::builder(CountingExporter { inner: exporter, counted_in }).build();
+        let pending = Arc::new(AtomicU64::new(0));
+        let capacity = std::env::var("OTEL_BSP_MAX_QUEUE_SIZE").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(DEFAULT_MAX_QUEUE_SIZE);
+        for value in [result::EXPORTED, result::FAILED, result::DROPPED] {
+            counted_in.with_label_values(&[value]);
+        }
+        let counting = CountingExporter { inner: exporter, counted_in: counted_in.clone(), pending: pending.clone() };
+        let mut processor = BatchSpanProcessor::builder(counting).build();
         let resource = Resource::builder()
             .with_service_name(settings.service_name.clone())
             .with_attribute(KeyValue::new("service.version", env!("CARGO_PKG_VERSION")))
             .build();
         processor.set_resource(&resource);
         let scope = InstrumentationScope::builder("stock-host").with_version(env!("CARGO_PKG_VERSION")).build();
-        Ok(Self { processor, scope })
+        Ok(Self { processor, scope, pending, capacity, counted_in })
     }
 
-    /// Queues `span` for export when its trace is sampled; a full queue drops it (counted by the SDK's
-    /// own log), never blocks the request.
+    /// Queues `span` for export when its trace is sampled; when the queue is full it is dropped and
+    /// counted (`result="dropped"`), never blocking the request.
     pub fn record(&self, span: FinishedSpan<'_>) {
         if !span.trace.sampled() {
+            return;
+        }
+        if self.pending.fetch_add(1, Ordering::Relaxed) >= self.capacity {
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+            self.counted_in.with_label_values(&[result::DROPPED]).inc();
             return;
         }
         let (Ok(trace_id), Ok(span_id)) = (TraceId::from_hex(&span.trace.trace_id), SpanId::from_hex(span.span_id)) else { return };
@@ -116,14 +146,16 @@ impl SpanExport {
 struct CountingExporter<E> {
     inner: E,
     counted_in: IntCounterVec,
+    pending: Arc<AtomicU64>,
 }
 
 impl<E: SpanExporter> SpanExporter for CountingExporter<E> {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         let spans = u64::try_from(batch.len()).unwrap_or(u64::MAX);
-        let result = self.inner.export(batch).await;
-        self.counted_in.with_label_values(&[if result.is_ok() { "exported" } else { "failed" }]).inc_by(spans);
-        result
+        let outcome = self.inner.export(batch).await;
+        self.counted_in.with_label_values(&[if outcome.is_ok() { result::EXPORTED } else { result::FAILED }]).inc_by(spans);
+        let _ = self.pending.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| Some(n.saturating_sub(spans)));
+        outcome
     }
 
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {

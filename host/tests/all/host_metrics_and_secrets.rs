@@ -294,3 +294,37 @@ fn spans_sent_to_the_collector_and_failed_exports_are_counted() {
     });
     assert_eq!(sample_value(&unreachable.metrics(), exported), None, "nothing was exported");
 }
+
+#[test]
+fn a_silent_collector_costs_counted_drops_and_no_more_than_the_flush_bound_at_exit() {
+    // Accepts connections and never answers: every export hangs until the exporter's own timeout.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}", silent.local_addr().expect("addr"));
+    let held: std::sync::Arc<std::sync::Mutex<Vec<std::net::TcpStream>>> = std::sync::Arc::default();
+    let accepting = held.clone();
+    std::thread::spawn(move || {
+        for stream in silent.incoming().take(64).flatten() {
+            accepting.lock().expect("held").push(stream);
+        }
+    });
+    let sim = Sim::start();
+    let env = [
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint.as_str()),
+        ("OTEL_BSP_MAX_QUEUE_SIZE", "64"),
+        ("OTEL_BSP_SCHEDULE_DELAY", "50"),
+        ("NO_PROXY", "127.0.0.1,localhost"),
+        ("no_proxy", "127.0.0.1,localhost"),
+    ];
+    let mut host = Host::with_sim(&sim, "silent-key", &env);
+    for _ in 0..300 {
+        assert_eq!(get(host.addr, "/MSFT/7").status, 200, "a silent collector costs requests nothing");
+    }
+    let dropped = host.metric("stock_host_trace_spans_total{result=\"dropped\"}");
+    assert!(dropped >= 100.0, "spans past the full queue are counted as dropped: {dropped}");
+    let stopping = Instant::now();
+    host.process.terminate();
+    assert_eq!(host.process.wait_exit(Duration::from_secs(20)), Some(0));
+    let took = stopping.elapsed();
+    println!("exit with a silent collector took {took:?}");
+    assert!(took < Duration::from_millis(5500), "the flush at exit is bounded by 5 s: {took:?}");
+}

@@ -355,3 +355,27 @@ fn an_empty_admin_token_beside_a_token_file_means_the_file() {
         request_with(host.admin, "POST", "/admin/rollback", &[("Authorization", "bearer file-token")], b"").status == 409
     });
 }
+
+#[test]
+fn per_version_series_stay_bounded_however_many_builds_a_pod_sees() {
+    let release = std::fs::read(component_path()).expect("component");
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "series-key", &[("ADMIN_TOKEN", "rollout-token")]);
+    for n in 0..9 {
+        let build = with_custom_section(&release, &format!("series-{n}"));
+        assert_eq!(request_with(host.admin, "PUT", "/admin/component", &[TOKEN], &build).json()["result"], "ok");
+        assert_eq!(get(host.addr, "/health").status, 200);
+    }
+    let metrics = host.metrics();
+    let mut versions: Vec<&str> = metrics
+        .lines()
+        .filter(|l| l.starts_with("stock_api_requests_total{"))
+        .filter_map(|l| l.split("version=\"").nth(1)?.split('"').next())
+        .collect();
+    versions.sort_unstable();
+    versions.dedup();
+    assert!(!versions.is_empty(), "requests are labelled by version:\n{metrics}");
+    assert!(versions.len() <= 5, "only builds still kept (4) and the running one keep series: {versions:?}");
+    let running = running(&host);
+    assert!(versions.contains(&running.as_str()), "the running build's series stay");
+}
