@@ -365,7 +365,8 @@ def redis_checks(name, by_kind, rdep, hdep, env, kv):
         f"none: --save \"\", --appendonly no, --dir {opts['dir']} on an emptyDir"
         + (f" (sizeLimit {data_vol['emptyDir']['sizeLimit']})" if data_vol["emptyDir"].get("sizeLimit") else ""))
 
-    # Memory: maxmemory below the container limit; only keys with an expiry (cache entries) may be evicted.
+    # Memory: maxmemory below the container limit; evict the keys closest to expiring first (memo, then cache;
+    # state keys carry a 48 h idle expiry refreshed on every write, so they go last).
     problems = []
     res = redis_c.get("resources", {})
     problems += [f"no {k}" for k in ("requests", "limits") if not res.get(k)]
@@ -382,10 +383,11 @@ def redis_checks(name, by_kind, rdep, hdep, env, kv):
             detail = f"--maxmemory {opts['maxmemory']} ({maxmem / limit:.0%} of the {res['limits']['memory']} limit)"
     except ValueError as e:
         problems.append(str(e))
-    if not (policy.startswith("volatile-") or policy == "noeviction"):
-        problems.append(f"--maxmemory-policy {policy} may evict state (breaker, tickets, the quota counter have no expiry)")
+    if policy not in ("volatile-ttl", "noeviction"):
+        problems.append(f"--maxmemory-policy {policy} may evict state (every key has an expiry now: use volatile-ttl, which evicts "
+                        "the shortest-lived first: memo, then cache, state last)")
     say(not problems, name, "redis memory", "; ".join(problems) or
-        f"{detail}, {policy}: only keys with an expiry (cache entries) are evicted, never state; requests {res['requests']}, limits {res['limits']}")
+        f"{detail}, {policy}: the shortest-lived keys (memo, then cache) are evicted first, state last; requests {res['requests']}, limits {res['limits']}")
 
     # securityContext: non-root (any uid but 0), read-only root, no privilege escalation, drop ALL, RuntimeDefault.
     psc = rpod.get("securityContext", {})
@@ -905,11 +907,11 @@ def shared(name, env, redis_args):
             keys = sorted(k for k in (redis.cmd("--scan", "--pattern", f"{prefix}*") or "").split("\n") if k)
             ttls = {k: redis.cmd("TTL", k) for k in keys if k.startswith(f"{prefix}state:")}
             quota = [k for k in ttls if k.startswith(f"{prefix}state:quota/")]
-            good = ready == 200 and fallback == 0 and ops > 0 and quota and all(t == "-1" for t in ttls.values())
+            good = ready == 200 and fallback == 0 and ops > 0 and quota and all(t not in ("-1", "-2") for t in ttls.values())
             say(good, name, "host shares through Redis",
                 f"KV_URL={local_url}: /ready {ready}, stock_host_kv_fallback {fallback}, {ops} keyvalue operations with backend=\"redis\"; "
                 f"GET /MSFT/7 (upstream refusing) {priced} left {len(keys)} keys under {prefix}: {', '.join(keys[:4])}{' ...' if len(keys) > 4 else ''}; "
-                f"state keys without expiry: {sum(t == '-1' for t in ttls.values())}/{len(ttls)}")
+                f"state keys with an expiry: {sum(t not in ('-1', '-2') for t in ttls.values())}/{len(ttls)}")
 
             # 3. Redis killed: the host serves from its local store, /ready stays 200; restarted: it shares again.
             redis.kill()
