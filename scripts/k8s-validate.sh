@@ -891,7 +891,7 @@ def shared(name, env, redis_args):
                 return
 
             # 2. The host with this render's environment, KV_URL pointed at it, shares through it: state written
-            #    by a request lands in Redis under KV_PREFIX, with no expiry.
+            #    by a request lands in Redis under KV_PREFIX, each key with an expiry (KV_STATE_EXPIRY).
             upstream = f"http://127.0.0.1:{free_port()}/query"  # refuses connections: the request fails, and counts
             local_url = f"redis://127.0.0.1:{redis.port}/{kv['db']}"
             h = Host(env, {"KV_URL": local_url, "ALPHAVANTAGE_URL": upstream})

@@ -512,16 +512,20 @@ impl<B: Build> Builds<B> {
         self.record(control, request, Some(&origin), Some(&stable.origin.version), SwapResult::Canary, None)
     }
 
-    /// Keeps `build` compiled; a build that falls out of the kept set (and serves in no role, nor as the
-    /// previous build) has its metric series removed: it can come back only as a new candidate.
+    /// Keeps `build` compiled. When a build falls out of the kept set, the metric series of every
+    /// version that is neither kept nor in a role (stable, canary, previous) go: such a build can come
+    /// back only as a new candidate.
     fn keep(&self, control: &mut Control<B>, build: &Arc<B>) {
-        let Some(evicted) = keep(&mut control.kept, build) else { return };
-        let in_a_role = evicted.digest() == self.stable.load().origin.digest
-            || (*self.canary.load()).as_ref().is_some_and(|c| c.origin.digest == evicted.digest())
-            || control.previous.as_ref().is_some_and(|p| p.origin.digest == evicted.digest());
-        if !in_a_role {
-            self.metrics.forget_version(evicted.version());
+        if keep(&mut control.kept, build).is_none() {
+            return;
         }
+        let stable = self.stable.load_full();
+        let canary = self.canary.load_full();
+        let mut live: Vec<&str> = control.kept.iter().map(|b| b.version()).collect();
+        live.push(&stable.origin.version);
+        live.extend(canary.as_ref().map(|c| c.origin.version.as_str()));
+        live.extend(control.previous.as_ref().map(|p| p.origin.version.as_str()));
+        self.metrics.forget_versions_except(&live);
     }
 
     /// `build` stops serving unless it is `kept_serving` (or the other role's build).

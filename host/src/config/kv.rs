@@ -75,7 +75,8 @@ pub struct KvOptions {
     /// least NEGATIVE_CACHE_TTL.
     #[arg(long, env = "KV_MEMO_EXPIRY", default_value = DEFAULT_KV_MEMO_EXPIRY, value_parser = parse_positive_duration)]
     pub kv_memo_expiry: Duration,
-    /// Most keys in the in-memory cache bucket (least recently used evicted; state is never evicted).
+    /// Most keys in the in-memory cache bucket, and separately in the memo bucket (least recently used
+    /// evicted; state is never evicted).
     #[arg(long, env = "KV_MAX_ENTRIES", default_value_t = DEFAULT_KV_MAX_ENTRIES)]
     pub kv_max_entries: usize,
 }

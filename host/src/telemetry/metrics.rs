@@ -226,14 +226,15 @@ impl Metrics {
         }
     }
 
-    /// Removes every series labelled with `version` (a build no longer kept: it can serve again only as a
-    /// new candidate), so per-version series stay bounded however many builds a long-lived pod sees.
-    pub fn forget_version(&self, version: &str) {
+    /// Removes every series labelled with a version not in `live` (builds no longer kept or in a role:
+    /// they can serve again only as new candidates), so per-version series stay bounded however many
+    /// builds a long-lived pod sees.
+    pub fn forget_versions_except(&self, live: &[&str]) {
         use prometheus::core::Collector;
-        let label_values = |metric: &prometheus::proto::Metric, names: &[&str]| -> Option<Vec<String>> {
+        let stale = |metric: &prometheus::proto::Metric, names: &[&str]| -> Option<Vec<String>> {
             let labels = metric.get_label();
-            let is_version = labels.iter().any(|l| l.name() == LABEL_VERSION && l.value() == version);
-            is_version.then(|| {
+            let version = labels.iter().find(|l| l.name() == LABEL_VERSION)?.value();
+            (!live.contains(&version)).then(|| {
                 names
                     .iter()
                     .map(|name| labels.iter().find(|l| l.name() == *name).map(|l| l.value().to_owned()).unwrap_or_default())
@@ -241,20 +242,20 @@ impl Metrics {
             })
         };
         for family in self.requests.collect() {
-            for metric in family.get_metric() {
-                if let Some(values) = label_values(metric, &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION]) {
-                    let _ = self.requests.remove_label_values(&values);
-                }
+            for values in family.get_metric().iter().filter_map(|m| stale(m, &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION])) {
+                let _ = self.requests.remove_label_values(&values);
             }
         }
         for family in self.request_duration.collect() {
-            for metric in family.get_metric() {
-                if let Some(values) = label_values(metric, &[LABEL_ROUTE, LABEL_VERSION]) {
-                    let _ = self.request_duration.remove_label_values(&values);
-                }
+            for values in family.get_metric().iter().filter_map(|m| stale(m, &[LABEL_ROUTE, LABEL_VERSION])) {
+                let _ = self.request_duration.remove_label_values(&values);
             }
         }
-        let _ = self.component_info.remove_label_values(&[version]);
+        for family in self.component_info.collect() {
+            for values in family.get_metric().iter().filter_map(|m| stale(m, &[LABEL_VERSION])) {
+                let _ = self.component_info.remove_label_values(&values);
+            }
+        }
     }
 
     /// Prometheus text exposition of everything registered.
@@ -272,7 +273,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_forgotten_version_leaves_no_series_and_the_others_stay() {
+    fn a_version_no_longer_live_leaves_no_series_and_the_live_ones_stay() {
         let metrics = Metrics::new().expect("metrics");
         for version in ["aaaaaaaaaaaa", "bbbbbbbbbbbb"] {
             metrics.requests.with_label_values(&["/{symbol}", "200", version]).inc();
@@ -280,7 +281,7 @@ mod tests {
             metrics.request_duration.with_label_values(&["/{symbol}", version]).observe(0.001);
             metrics.component_info.with_label_values(&[version]).set(1);
         }
-        metrics.forget_version("aaaaaaaaaaaa");
+        metrics.forget_versions_except(&["bbbbbbbbbbbb"]);
         let text = String::from_utf8(metrics.render()).expect("utf-8");
         assert!(!text.contains("aaaaaaaaaaaa"), "{text}");
         assert!(text.matches("version=\"bbbbbbbbbbbb\"").count() > 3, "{text}");
