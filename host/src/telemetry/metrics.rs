@@ -132,6 +132,29 @@ pub struct Metrics {
     pub trace_spans: IntCounterVec,
 }
 
+/// Removes (with `remove`) each series of `vec` (labels `names`) whose version is not in `live`.
+fn forget_stale(
+    vec: &impl prometheus::core::Collector,
+    names: &[&str],
+    live: &[&str],
+    remove: impl Fn(&[String]) -> prometheus::Result<()>,
+) {
+    for family in vec.collect() {
+        for metric in family.get_metric() {
+            let labels = metric.get_label();
+            let Some(version) = labels.iter().find(|l| l.name() == LABEL_VERSION).map(|l| l.value()) else { continue };
+            if live.contains(&version) {
+                continue;
+            }
+            let values: Vec<String> = names
+                .iter()
+                .map(|name| labels.iter().find(|l| l.name() == *name).map(|l| l.value().to_owned()).unwrap_or_default())
+                .collect();
+            let _ = remove(&values);
+        }
+    }
+}
+
 /// Histogram buckets for request and upstream latencies (seconds).
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
 /// Histogram buckets for swap latency (seconds).
@@ -230,32 +253,9 @@ impl Metrics {
     /// they can serve again only as new candidates), so per-version series stay bounded however many
     /// builds a long-lived pod sees.
     pub fn forget_versions_except(&self, live: &[&str]) {
-        use prometheus::core::Collector;
-        let stale = |metric: &prometheus::proto::Metric, names: &[&str]| -> Option<Vec<String>> {
-            let labels = metric.get_label();
-            let version = labels.iter().find(|l| l.name() == LABEL_VERSION)?.value();
-            (!live.contains(&version)).then(|| {
-                names
-                    .iter()
-                    .map(|name| labels.iter().find(|l| l.name() == *name).map(|l| l.value().to_owned()).unwrap_or_default())
-                    .collect()
-            })
-        };
-        for family in self.requests.collect() {
-            for values in family.get_metric().iter().filter_map(|m| stale(m, &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION])) {
-                let _ = self.requests.remove_label_values(&values);
-            }
-        }
-        for family in self.request_duration.collect() {
-            for values in family.get_metric().iter().filter_map(|m| stale(m, &[LABEL_ROUTE, LABEL_VERSION])) {
-                let _ = self.request_duration.remove_label_values(&values);
-            }
-        }
-        for family in self.component_info.collect() {
-            for values in family.get_metric().iter().filter_map(|m| stale(m, &[LABEL_VERSION])) {
-                let _ = self.component_info.remove_label_values(&values);
-            }
-        }
+        forget_stale(&self.requests, &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION], live, |v| self.requests.remove_label_values(v));
+        forget_stale(&self.request_duration, &[LABEL_ROUTE, LABEL_VERSION], live, |v| self.request_duration.remove_label_values(v));
+        forget_stale(&self.component_info, &[LABEL_VERSION], live, |v| self.component_info.remove_label_values(v));
     }
 
     /// Prometheus text exposition of everything registered.
