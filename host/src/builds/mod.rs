@@ -171,6 +171,24 @@ struct Checking {
     canary: bool,
 }
 
+/// Shows a candidate in `GET /admin/component` (`checking`) while it is checked, and clears it however
+/// the check ends (also when the caller gives up and drops the submit), so a stale entry can never
+/// make rollbacks refuse.
+struct ShownChecking<'a, B: Build>(&'a Builds<B>);
+
+impl<'a, B: Build> ShownChecking<'a, B> {
+    fn start(builds: &'a Builds<B>, checking: Checking) -> Self {
+        builds.control().checking = Some(checking);
+        Self(builds)
+    }
+}
+
+impl<B: Build> Drop for ShownChecking<'_, B> {
+    fn drop(&mut self) {
+        self.0.control().checking = None;
+    }
+}
+
 /// What only role changes touch, under one lock.
 struct Control<B> {
     previous: Option<Arc<Placed<B>>>,
@@ -312,10 +330,11 @@ impl<B: Build> Builds<B> {
             Action::Canary(percent) => Some(percent),
         };
         let kept = self.control().kept.iter().find(|b| b.digest() == digest).cloned();
-        self.control().checking = Some(Checking { version: origin.version.clone(), source: candidate.source, canary: percent.is_some() });
+        let shown =
+            ShownChecking::start(self, Checking { version: origin.version.clone(), source: candidate.source, canary: percent.is_some() });
         let checked = (self.check)(candidate.bytes.clone(), digest, kept).await;
+        drop(shown);
         let mut control = self.control();
-        control.checking = None;
         let build = match checked {
             Ok(build) => build,
             Err(error) => {
@@ -897,6 +916,25 @@ mod tests {
             let _ = release.send(());
             assert_eq!(pending.await.expect("pending").result, SwapResult::Canary);
             assert_eq!(builds.stable().origin.version, version("two"));
+        });
+    }
+
+    #[test]
+    fn a_submit_given_up_half_way_leaves_no_stale_candidate_behind() {
+        runtime().block_on(async {
+            let (builds, held) = started(None).await;
+            builds.submit(candidate("two", Source::Admin, Mode::Swap)).await;
+            let (_never_released, wait) = oneshot::channel();
+            held.lock().expect("held").push(("abandoned".into(), wait));
+            let abandoned = tokio::spawn({
+                let builds = builds.clone();
+                async move { builds.submit(candidate("abandoned", Source::Admin, Mode::Canary(5))).await }
+            });
+            until_checking(&builds, "abandoned").await;
+            abandoned.abort();
+            let _ = abandoned.await;
+            assert!(builds.describe()["checking"].is_null(), "nothing is shown as being checked");
+            assert_eq!(builds.rollback(None).expect("rollback is not refused").result, SwapResult::Ok);
         });
     }
 

@@ -175,7 +175,12 @@ async fn upload(server: &Server, request: Request<Incoming>) -> Result<Response<
         other => HostError::BadRequest(other.to_string()),
     })?;
     drop(receiving);
-    outcome(server.builds.submit(candidate).await)
+    // Checked to the end even if the client hangs up meanwhile: the record and the log say how it went.
+    let builds = server.builds.clone();
+    let record = tokio::spawn(async move { builds.submit(candidate).await })
+        .await
+        .map_err(|e| HostError::Internal(format!("the candidate's check failed: {e}")))?;
+    outcome(record)
 }
 
 fn promote(server: &Server, request: &Request<Incoming>) -> Result<Response<HostBody>, HostError> {
