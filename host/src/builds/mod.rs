@@ -771,6 +771,20 @@ mod tests {
         tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime")
     }
 
+    /// Submits `name` on its own task; its check waits until the returned sender is used (or dropped).
+    fn submit_held(
+        builds: &Arc<Builds<Fake>>,
+        held: &Held,
+        name: &str,
+        source: Source,
+        mode: Mode,
+    ) -> (tokio::task::JoinHandle<SwapRecord>, oneshot::Sender<()>) {
+        let (release, wait) = oneshot::channel();
+        held.lock().expect("held").push((name.to_owned(), wait));
+        let (builds, name) = (builds.clone(), name.to_owned());
+        (tokio::spawn(async move { builds.submit(candidate(&name, source, mode)).await }), release)
+    }
+
     /// Waits (bounded) until the door is checking `name`.
     async fn until_checking(builds: &Builds<Fake>, name: &str) {
         for _ in 0..500 {
@@ -818,12 +832,7 @@ mod tests {
     fn the_last_of_several_waiting_candidates_wins() {
         runtime().block_on(async {
             let (builds, held) = started(None).await;
-            let (release, wait) = oneshot::channel();
-            held.lock().expect("held").push(("slow".into(), wait));
-            let first = tokio::spawn({
-                let builds = builds.clone();
-                async move { builds.submit(candidate("slow", Source::File, Mode::Policy)).await }
-            });
+            let (first, release) = submit_held(&builds, &held, "slow", Source::File, Mode::Policy);
             until_checking(&builds, "slow").await;
             let second = tokio::spawn({
                 let builds = builds.clone();
@@ -902,12 +911,7 @@ mod tests {
         runtime().block_on(async {
             let (builds, held) = started(None).await;
             builds.submit(candidate("two", Source::Admin, Mode::Swap)).await;
-            let (release, wait) = oneshot::channel();
-            held.lock().expect("held").push(("pending".into(), wait));
-            let pending = tokio::spawn({
-                let builds = builds.clone();
-                async move { builds.submit(candidate("pending", Source::Admin, Mode::Canary(5))).await }
-            });
+            let (pending, release) = submit_held(&builds, &held, "pending", Source::Admin, Mode::Canary(5));
             until_checking(&builds, "pending").await;
             let refused = builds.rollback(None).expect_err("a canary is in flight");
             assert!(refused.0.contains("being checked"), "{refused}");
@@ -924,12 +928,7 @@ mod tests {
         runtime().block_on(async {
             let (builds, held) = started(None).await;
             builds.submit(candidate("two", Source::Admin, Mode::Swap)).await;
-            let (_never_released, wait) = oneshot::channel();
-            held.lock().expect("held").push(("abandoned".into(), wait));
-            let abandoned = tokio::spawn({
-                let builds = builds.clone();
-                async move { builds.submit(candidate("abandoned", Source::Admin, Mode::Canary(5))).await }
-            });
+            let (abandoned, _never_released) = submit_held(&builds, &held, "abandoned", Source::Admin, Mode::Canary(5));
             until_checking(&builds, "abandoned").await;
             abandoned.abort();
             let _ = abandoned.await;

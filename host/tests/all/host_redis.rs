@@ -31,14 +31,20 @@ fn settings(redis: &RedisServer) -> RedisSettings {
     }
 }
 
+/// A link to the test's Redis, connected.
+async fn connected(settings: &RedisSettings) -> Arc<RedisLink> {
+    let link = RedisLink::new(settings, Arc::new(Metrics::new().expect("metrics"))).expect("link");
+    assert!(link.connect().await, "redis answers");
+    link
+}
+
 #[test]
 fn the_redis_backend_keeps_the_same_store_contract_as_memory() {
     let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let settings = settings(&redis);
-        let link = RedisLink::new(&settings, Arc::new(Metrics::new().expect("metrics"))).expect("link");
-        assert!(link.connect().await, "redis answers");
+        let link = connected(&settings).await;
         let local = Arc::new(MemoryBucket::new(Policy::cache(10, None)));
         let bucket = RedisBucket::new(link.clone(), &settings.prefix, "state", settings.state_expiry, local);
         contract::check(&bucket).await;
@@ -54,8 +60,7 @@ fn redis_forgets_a_key_not_written_within_its_expiry_like_memory() {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
         let settings = settings(&redis);
-        let link = RedisLink::new(&settings, Arc::new(Metrics::new().expect("metrics"))).expect("link");
-        assert!(link.connect().await, "redis answers");
+        let link = connected(&settings).await;
         let expiry = Duration::from_millis(1_000);
         let local = Arc::new(MemoryBucket::new(Policy::memo(10, Some(expiry))));
         let bucket = RedisBucket::new(link.clone(), &settings.prefix, "expiring", expiry, local);
