@@ -18,6 +18,7 @@ mod builds;
 pub mod cli;
 pub mod config;
 mod error;
+mod files;
 mod http;
 pub mod runtime;
 mod sources;
@@ -32,6 +33,7 @@ use tokio::net::TcpListener;
 
 use crate::builds::{BackgroundTasks, Builds};
 use crate::config::ServeConfig;
+use crate::config::component::ComponentSource;
 use crate::config::kv::{KvOptions, KvUrl};
 use crate::config::secret_file::read_secret_file;
 use crate::http::{AdminAuth, Server};
@@ -39,12 +41,14 @@ use crate::runtime::Runtime;
 use crate::runtime::egress::EgressPolicy;
 use crate::runtime::variables::{ComponentConfig, KeyFileWatcher};
 use crate::sources::file::{ComponentWatcher, startup_candidate};
+use crate::sources::registry::RegistrySource;
 use crate::state::Buckets;
 use crate::state::redis::{RedisLink, RedisProber, RedisSettings};
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otel::SpanExport;
 
 pub use crate::runtime::engine::version_of;
+pub use crate::sources::registry::push::push;
 
 /// How long exit waits for queued spans to reach the collector.
 const SPAN_FLUSH_TIMEOUT: Duration = Duration::from_secs(4);
@@ -102,11 +106,20 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         trace: None,
         spans: spans.clone(),
     };
-    let runtime = Arc::new(Runtime::new(&config.runtime, request_timeout, kv, egress, variables, metrics.clone())?);
+    let cache_dir = &config.component.component_cache_dir;
+    let runtime = Arc::new(Runtime::new(&config.runtime, cache_dir, request_timeout, kv, egress, variables, metrics.clone())?);
 
-    // The first build goes through the same door as every later one: read, check, smoke test, live.
-    let path = &config.component.component;
-    let candidate = startup_candidate(path).await.with_context(|| format!("COMPONENT {} cannot be read", path.display()))?;
+    // The first build goes through the same door as every later one: read (or pull), check, smoke test, live.
+    let (candidate, registry) = match &config.component.component {
+        ComponentSource::File(path) => {
+            (startup_candidate(path).await.with_context(|| format!("COMPONENT {} cannot be read", path.display()))?, None)
+        }
+        ComponentSource::Registry(reference) => {
+            let source = Arc::new(RegistrySource::new(reference.clone(), &config.component, metrics.clone())?);
+            let (candidate, manifest_digest) = source.startup_candidate().await?;
+            (candidate, Some((source, manifest_digest)))
+        }
+    };
     let builds = Builds::start(builds::runtime_check(runtime.clone()), config.canary.policy(), metrics.clone(), candidate).await?;
     // Warnings about settings the build accepted: after its check, so a refused setting is the only line.
     if missing_key {
@@ -119,7 +132,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "REQUEST_TIMEOUT is not above UPSTREAM_TIMEOUT: slow upstream calls will end as 504 from the host"
         );
     }
-    let _watcher = ComponentWatcher::spawn(builds.clone(), path.clone());
+    let _watcher = match &config.component.component {
+        ComponentSource::File(path) => Some(ComponentWatcher::spawn(builds.clone(), path.clone())),
+        ComponentSource::Registry(_) => None,
+    };
+    let _poller = registry.as_ref().and_then(|(source, manifest_digest)| {
+        source.went_live(manifest_digest);
+        source.clone().spawn_poller(builds.clone(), manifest_digest.clone(), config.component.component_poll_interval)
+    });
     let _tasks = BackgroundTasks::spawn(builds.clone(), (runtime.reuse().idle_timeout / 2).max(Duration::from_secs(1)));
 
     let traffic =
@@ -132,12 +152,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     tracing::info!(
         traffic = %traffic_addr,
         admin = %admin_addr,
-        component = %path.display(),
+        component = %config.component.component,
         version = %stable.origin.version,
         upstream = %config.service.upstream_authority(),
         "listening on http://{traffic_addr}"
     );
-    let server = Server::new(builds, runtime, listen, admin_auth, spans.clone());
+    let server = Server::new(builds, runtime, listen, admin_auth, spans.clone(), registry.map(|(source, _)| source));
     let served = http::serve(server, traffic, admin, shutdown_signal()).await;
     if let Some(spans) = spans {
         // Within the pod's grace period: what the drain left in the queue goes out before exit.

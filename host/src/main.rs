@@ -4,14 +4,17 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use stock_host::config::telemetry::LogFormat;
-use stock_host::config::{Command, ServeConfig};
+use stock_host::config::{Command, PushConfig, ServeConfig};
 
 fn main() -> ExitCode {
     let cli = match stock_host::cli::parse_args(std::env::args_os()) {
         Ok(cli) => cli,
         Err(exit) => return exit.report(),
     };
-    let Command::Serve(config) = cli.command;
+    let config = match cli.command {
+        Command::Serve(config) => config,
+        Command::Push(push) => return push_component(&push),
+    };
     let format = config.telemetry.log_format.unwrap_or(if std::io::stderr().is_terminal() { LogFormat::Text } else { LogFormat::Json });
     // Events are formatted on the thread that logs them and written (redacted) by a logging thread;
     // nothing is dropped when it falls behind (lossy off): callers wait instead.
@@ -35,6 +38,25 @@ fn main() -> ExitCode {
             eprintln!("stock-host: {}", stock_host::telemetry::redact::redact(&format!("{error:#}")));
             // A setting the host or the build refuses is a usage error, like one clap refuses.
             ExitCode::from(if stock_host::is_settings_error(&error) { 2 } else { 1 })
+        }
+    }
+}
+
+/// `stock-host push`: the manifest digest on stdout, or one line saying why not.
+fn push_component(config: &PushConfig) -> ExitCode {
+    let pushed = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(anyhow::Error::from)
+        .and_then(|runtime| runtime.block_on(stock_host::push(config)));
+    match pushed {
+        Ok(digest) => {
+            println!("{digest}");
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("stock-host push: {}", stock_host::telemetry::redact::redact(&format!("{error:#}")));
+            ExitCode::FAILURE
         }
     }
 }

@@ -252,7 +252,7 @@ impl<B: Build> Builds<B> {
             Err(error) => return Err(StartError::Build { reference, error }),
         };
         let origin = origin_of(&candidate, &digest);
-        metrics.component_info.with_label_values(&[&origin.version]).set(1);
+        metrics.component_info.with_label_values(&[&origin.version, &origin.digest]).set(1);
         let placed = Arc::new(Placed { build: build.clone(), origin: origin.clone(), since: unix_now() });
         let this = Arc::new(Self {
             check,
@@ -356,6 +356,13 @@ impl<B: Build> Builds<B> {
         drop(control);
         record.log();
         record
+    }
+
+    /// Records a candidate its source refused before it reached the door (a registry artifact in the
+    /// wrong layout, or unsigned): the running build keeps serving, and the record says why.
+    pub fn refuse(&self, candidate: &Candidate, digest: Option<&str>, error: LoadError) -> SwapRecord {
+        let origin = digest.map(|d| origin_of(candidate, d.trim_start_matches("sha256:")));
+        self.finish(candidate, origin.as_ref(), None, SwapResult::Rejected, Some(error))
     }
 
     /// Makes the canary named by `expect` the only build. Refused when no canary, or another one, runs.
@@ -511,7 +518,7 @@ impl<B: Build> Builds<B> {
         self.retire(&running.build, &build);
         control.previous = Some(running.clone());
         control.last_change = LastChange::Swapped;
-        self.metrics.component_info.with_label_values(&[&origin.version]).set(1);
+        self.metrics.component_info.with_label_values(&[&origin.version, &origin.digest]).set(1);
         let record = self.record(control, request, Some(&origin), Some(&running.origin.version), SwapResult::Ok, None);
         self.metrics.swap_seconds.observe(record.seconds);
         record
@@ -527,7 +534,7 @@ impl<B: Build> Builds<B> {
             self.retire(&replaced.build, &build);
         }
         control.last_change = LastChange::CanaryStarted;
-        self.metrics.component_info.with_label_values(&[&origin.version]).set(1);
+        self.metrics.component_info.with_label_values(&[&origin.version, &origin.digest]).set(1);
         self.record(control, request, Some(&origin), Some(&stable.origin.version), SwapResult::Canary, None)
     }
 
@@ -554,7 +561,7 @@ impl<B: Build> Builds<B> {
             || (*self.canary.load()).as_ref().is_some_and(|c| Arc::ptr_eq(&c.build, build));
         if !still_serving {
             build.retire();
-            let _ = self.metrics.component_info.remove_label_values(&[build.version()]);
+            let _ = self.metrics.component_info.remove_label_values(&[build.version(), build.digest()]);
         }
     }
 

@@ -14,6 +14,8 @@ pub enum Source {
     Startup,
     /// The watched `COMPONENT` file changed.
     File,
+    /// The `COMPONENT` registry tag moved to a new digest.
+    Registry,
     /// `PUT /admin/component`.
     Admin,
     /// `POST /admin/rollback`.
@@ -30,6 +32,7 @@ impl Source {
         match self {
             Self::Startup => "startup",
             Self::File => "file",
+            Self::Registry => "registry",
             Self::Admin => "admin",
             Self::Rollback => "rollback",
             Self::Promote => "promote",

@@ -11,6 +11,7 @@ pub mod component;
 pub mod duration;
 pub mod kv;
 pub mod listen;
+pub mod oci_reference;
 pub mod runtime;
 pub mod secret_file;
 pub mod service;
@@ -35,6 +36,31 @@ pub struct Cli {
 pub enum Command {
     /// Serve the component over HTTP.
     Serve(Box<ServeConfig>),
+    /// Publish a component to an OCI registry (the wasm artifact layout) and print its digest.
+    Push(PushConfig),
+}
+
+/// `stock-host push FILE oci://REGISTRY/REPO:TAG`.
+#[derive(Debug, Clone, Args)]
+pub struct PushConfig {
+    /// The component to publish (.wasm).
+    pub file: std::path::PathBuf,
+    /// Where: oci://REGISTRY/REPO:TAG.
+    #[arg(value_parser = oci_reference::OciReference::parse)]
+    pub reference: oci_reference::OciReference,
+    /// Docker config.json with credentials for the registry (as for serve).
+    #[arg(long, env = "REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<std::path::PathBuf>,
+    /// Registries (host:port, comma-separated) reached over plain HTTP.
+    #[arg(long, env = "COMPONENT_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub component_insecure_registries: Vec<String>,
+}
+
+impl PushConfig {
+    /// Whether `registry` is reached over plain HTTP.
+    pub fn is_insecure(&self, registry: &str) -> bool {
+        oci_reference::is_listed(&self.component_insecure_registries, registry)
+    }
 }
 
 /// Everything `stock-host serve` accepts, by capability.
@@ -74,6 +100,7 @@ pub(crate) mod tests {
         let all: Vec<&str> = ["stock-host", "serve"].iter().chain(args).copied().collect();
         Cli::try_parse_from(all).map(|cli| match cli.command {
             Command::Serve(config) => *config,
+            Command::Push(_) => unreachable!("serve was asked for"),
         })
     }
 

@@ -138,7 +138,11 @@ pub(super) async fn request(server: Arc<Server>, request: Request<Incoming>, lan
     let answer = match (&method, path.as_str()) {
         _ if lane == Lane::Reserve && !light => Err(HostError::TooManyConnections),
         (&Method::GET, "/metrics") => Ok(metrics(&server).await),
-        (&Method::GET, "/admin/component") => Ok(json_response(StatusCode::OK, full(server.builds.describe().to_string()))),
+        (&Method::GET, "/admin/component") => {
+            let mut described = server.builds.describe();
+            described["registry"] = server.registry.as_ref().map_or(serde_json::Value::Null, |r| serde_json::json!(r.view()));
+            Ok(json_response(StatusCode::OK, full(described.to_string())))
+        }
         (&Method::PUT, "/admin/component") => upload(&server, request).await,
         (&Method::POST, "/admin/rollback") => roll_back(&server, &request),
         (&Method::POST, "/admin/promote") => promote(&server, &request),

@@ -27,6 +27,7 @@ use crate::builds::Builds;
 use crate::config::listen::ListenOptions;
 use crate::error::HostError;
 use crate::runtime::Runtime;
+use crate::sources::registry::RegistrySource;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otel::SpanExport;
 pub use admin::AdminAuth;
@@ -60,6 +61,7 @@ pub struct Server {
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     spans: Option<Arc<SpanExport>>,
+    registry: Option<Arc<RegistrySource>>,
     admin: AdminAuth,
     uploads: Semaphore,
     max_connections: usize,
@@ -71,19 +73,22 @@ pub struct Server {
 }
 
 impl Server {
-    /// The server for `builds`, with the listeners' settings and the admin token source.
+    /// The server for `builds`, with the listeners' settings, the admin token source, and the registry
+    /// source (shown by `GET /admin/component`) when COMPONENT is one.
     pub fn new(
         builds: Arc<Builds>,
         runtime: Arc<Runtime>,
         listen: &ListenOptions,
         admin: AdminAuth,
         spans: Option<Arc<SpanExport>>,
+        registry: Option<Arc<RegistrySource>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             metrics: runtime.metrics().clone(),
             runtime,
             builds,
             spans,
+            registry,
             admin,
             uploads: Semaphore::new(1),
             max_connections: usize::try_from(listen.max_connections).unwrap_or(usize::MAX),

@@ -12,6 +12,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
+use super::compiled::CompiledCache;
 use super::pool::{InstancePool, Reuse};
 use super::status::{Status, StatusIndices};
 use super::store::RequestState;
@@ -74,6 +75,10 @@ impl LoadedComponent {
 pub enum LoadStep {
     /// Reading the candidate from its source.
     Read,
+    /// A registry artifact that is not a wasm component in the standard layout (media types, layers).
+    Manifest,
+    /// A registry artifact without a valid cosign signature by COMPONENT_VERIFY_KEY.
+    Signature,
     /// Larger than any source may deliver (`builds::MAX_COMPONENT_BYTES`).
     Size,
     /// Not the bytes its source promised (an expected digest did not match).
@@ -95,6 +100,8 @@ impl LoadStep {
     pub fn name(self) -> &'static str {
         match self {
             Self::Read => "read",
+            Self::Manifest => "manifest",
+            Self::Signature => "signature",
             Self::Size => "size",
             Self::Digest => "digest",
             Self::Compile => "compile",
@@ -123,25 +130,36 @@ impl LoadError {
     }
 }
 
-/// Compiles (never deserializes: precompiled bytes from outside are not trusted), links and checks
-/// `bytes` (whose sha256 is `digest`); each step names itself when it fails. Blocking: call it off the
-/// request path.
+/// Compiles (or takes this host's own compiled form of the same digest from `compiled`; precompiled
+/// bytes from outside are never trusted), links and checks `bytes` (whose sha256 is `digest`); each
+/// step names itself when it fails. Blocking: call it off the request path.
 pub fn load_bytes(
     engine: &Engine,
     linker: &Linker<RequestState>,
     bytes: &[u8],
     digest: String,
     reuse: Reuse,
+    compiled: Option<&CompiledCache>,
 ) -> Result<LoadedComponent, LoadError> {
     if !bytes.starts_with(b"\0asm") && !looks_like_text(bytes) {
         return Err(LoadError::new(LoadStep::Compile, "not a WebAssembly component (no \\0asm header)"));
     }
     let version = version_of_digest(&digest).to_owned();
-    let component = Component::new(engine, bytes).map_err(|e| {
-        let message = decimal_numbers(&format!("{e:#}"));
-        let hint = if message.contains("memory") { " (raise MAX_MEMORY_MIB: the build needs more memory per instance)" } else { "" };
-        LoadError::new(LoadStep::Compile, format!("{message}{hint}"))
-    })?;
+    let component = match compiled.and_then(|cache| cache.load(engine, &digest)) {
+        Some(component) => component,
+        None => {
+            let component = Component::new(engine, bytes).map_err(|e| {
+                let message = decimal_numbers(&format!("{e:#}"));
+                let hint =
+                    if message.contains("memory") { " (raise MAX_MEMORY_MIB: the build needs more memory per instance)" } else { "" };
+                LoadError::new(LoadStep::Compile, format!("{message}{hint}"))
+            })?;
+            if let Some(cache) = compiled {
+                cache.store(&component, &digest);
+            }
+            component
+        }
+    };
     let pre = linker
         .instantiate_pre(&component)
         .map_err(|e| LoadError::new(LoadStep::Link, format!("it imports something this host does not provide: {e:#}")))?;

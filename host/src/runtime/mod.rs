@@ -4,6 +4,7 @@
 //! the builds room's job).
 
 pub mod call;
+pub mod compiled;
 pub mod egress;
 pub mod engine;
 pub mod pool;

@@ -8,6 +8,7 @@ use bytes::Bytes;
 use wasmtime::Engine;
 use wasmtime::component::Linker;
 
+use super::compiled::CompiledCache;
 use super::egress::EgressPolicy;
 use super::engine::{EpochTicker, LoadError, LoadStep, LoadedComponent, build_engine, build_linker, load_bytes};
 use super::pool::Reuse;
@@ -33,14 +34,18 @@ pub struct Runtime {
     reuse: Reuse,
     pub(super) request_timeout: Duration,
     pub(super) max_memory_bytes: usize,
+    compiled: Option<Arc<CompiledCache>>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
     /// The engine (pooling allocator sized from `options`), the linker with every import of the stock
-    /// world, and the epoch ticker that enforces deadlines.
+    /// world, the compiled-code cache under `cache_dir` (none for an empty path), and the epoch ticker
+    /// that enforces deadlines.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         options: &RuntimeOptions,
+        cache_dir: &std::path::Path,
         request_timeout: Duration,
         kv: Buckets,
         egress: EgressPolicy,
@@ -56,7 +61,21 @@ impl Runtime {
         let slots = Slots::new(concurrency, usize::try_from(options.max_concurrency_per_symbol).unwrap_or(1));
         let ticker = EpochTicker::spawn(engine.clone())?;
         EgressPolicy::touch_labels(&metrics);
-        Ok(Self { engine, linker, kv, egress, variables, slots, metrics, reuse, request_timeout, max_memory_bytes, _ticker: ticker })
+        let compiled = CompiledCache::open(cache_dir, &engine, metrics.compiled_cache.clone()).map(Arc::new);
+        Ok(Self {
+            engine,
+            linker,
+            kv,
+            egress,
+            variables,
+            slots,
+            metrics,
+            reuse,
+            request_timeout,
+            max_memory_bytes,
+            compiled,
+            _ticker: ticker,
+        })
     }
 
     /// The whole-request deadline (REQUEST_TIMEOUT); a smoke test gets the same.
@@ -74,10 +93,11 @@ impl Runtime {
         &self.variables
     }
 
-    /// Compiles (never deserializes), links and checks `bytes` (whose sha256 is `digest`) on a blocking thread.
+    /// Compiles (or reads this host's compiled form of the same digest), links and checks `bytes` (whose
+    /// sha256 is `digest`) on a blocking thread.
     pub async fn compile(&self, bytes: Bytes, digest: String) -> Result<LoadedComponent, LoadError> {
-        let (engine, linker, reuse) = (self.engine.clone(), self.linker.clone(), self.reuse);
-        tokio::task::spawn_blocking(move || load_bytes(&engine, &linker, &bytes, digest, reuse))
+        let (engine, linker, reuse, compiled) = (self.engine.clone(), self.linker.clone(), self.reuse, self.compiled.clone());
+        tokio::task::spawn_blocking(move || load_bytes(&engine, &linker, &bytes, digest, reuse, compiled.as_deref()))
             .await
             .map_err(|e| LoadError::new(LoadStep::Compile, format!("the compile thread failed: {e}")))?
     }

@@ -55,6 +55,19 @@ pub const OPEN_CONNECTIONS: &str = "stock_host_open_connections";
 /// Connections answered 503 and closed because MAX_CONNECTIONS were open.
 pub const CONNECTIONS_SHED_TOTAL: &str = "stock_host_connections_shed_total";
 
+/// Registry polls (HEAD of the COMPONENT tag), by result: unchanged, changed, error.
+pub const REGISTRY_POLLS_TOTAL: &str = "stock_host_registry_polls_total";
+/// Registry pulls of a new digest, by result: pulled, cached (nothing downloaded), rejected, error.
+pub const REGISTRY_PULLS_TOTAL: &str = "stock_host_registry_pulls_total";
+/// 1 when the registry answered the host's last request, 0 when it did not.
+pub const REGISTRY_UP: &str = "stock_host_registry_up";
+/// Unix time of the last registry poll.
+pub const REGISTRY_LAST_POLL: &str = "stock_host_registry_last_poll_timestamp_seconds";
+/// 1 while the host serves a build from COMPONENT_CACHE_DIR because the registry did not answer at start.
+pub const COMPONENT_FROM_CACHE: &str = "stock_host_component_from_cache";
+/// Compiled-code cache lookups, by result: hit (no Cranelift), miss (compiled and stored), error.
+pub const COMPILED_CACHE_TOTAL: &str = "stock_host_compiled_cache_total";
+
 /// Spans handed to the OTLP collector, by result (exported, failed, dropped); only with trace export on.
 pub const TRACE_SPANS_TOTAL: &str = "stock_host_trace_spans_total";
 
@@ -76,6 +89,8 @@ pub const LABEL_STATE: &str = "state";
 pub const BREAKER_STATES: [&str; 3] = ["closed", "open", "half-open"];
 /// Label: component version (sha256 prefix).
 pub const LABEL_VERSION: &str = "version";
+/// Label: the whole sha256 of a component build's bytes.
+pub const LABEL_DIGEST: &str = "digest";
 
 /// The host's metrics.
 pub struct Metrics {
@@ -130,7 +145,26 @@ pub struct Metrics {
     pub connections_shed: IntCounter,
     /// See [`TRACE_SPANS_TOTAL`].
     pub trace_spans: IntCounterVec,
+    /// See [`REGISTRY_POLLS_TOTAL`].
+    pub registry_polls: IntCounterVec,
+    /// See [`REGISTRY_PULLS_TOTAL`].
+    pub registry_pulls: IntCounterVec,
+    /// See [`REGISTRY_UP`].
+    pub registry_up: IntGauge,
+    /// See [`REGISTRY_LAST_POLL`].
+    pub registry_last_poll: IntGauge,
+    /// See [`COMPONENT_FROM_CACHE`].
+    pub component_from_cache: IntGauge,
+    /// See [`COMPILED_CACHE_TOTAL`].
+    pub compiled_cache: IntCounterVec,
 }
+
+/// The words of `stock_host_registry_polls_total{result}`.
+pub const REGISTRY_POLL_RESULTS: [&str; 3] = ["unchanged", "changed", "error"];
+/// The words of `stock_host_registry_pulls_total{result}`.
+pub const REGISTRY_PULL_RESULTS: [&str; 4] = ["pulled", "cached", "rejected", "error"];
+/// The words of `stock_host_compiled_cache_total{result}`.
+pub const COMPILED_CACHE_RESULTS: [&str; 3] = ["hit", "miss", "error"];
 
 /// Removes (with `remove`) each series of `vec` (labels `names`) whose version is not in `live`.
 fn forget_stale(
@@ -191,7 +225,10 @@ impl Metrics {
             &[LABEL_ROUTE, LABEL_VERSION],
         )?;
         registry.register(Box::new(request_duration.clone()))?;
-        let component_info = IntGaugeVec::new(Opts::new(COMPONENT_INFO, "The running component (value 1), by version."), &[LABEL_VERSION])?;
+        let component_info = IntGaugeVec::new(
+            Opts::new(COMPONENT_INFO, "The running component (value 1), by version and digest."),
+            &[LABEL_VERSION, LABEL_DIGEST],
+        )?;
         registry.register(Box::new(component_info.clone()))?;
         let metrics = Self {
             requests: counter_vec(
@@ -235,6 +272,15 @@ impl Metrics {
                 "Spans sent to the OTLP collector, by result (exported, failed, dropped: the queue was full).",
                 &[LABEL_RESULT],
             )?,
+            registry_polls: counter_vec(REGISTRY_POLLS_TOTAL, "Registry polls of the COMPONENT tag, by result.", &[LABEL_RESULT])?,
+            registry_pulls: counter_vec(REGISTRY_PULLS_TOTAL, "Registry pulls of a new digest, by result.", &[LABEL_RESULT])?,
+            registry_up: gauge(REGISTRY_UP, "1 when the registry answered the last request, 0 when it did not.")?,
+            registry_last_poll: gauge(REGISTRY_LAST_POLL, "Unix time of the last registry poll.")?,
+            component_from_cache: gauge(
+                COMPONENT_FROM_CACHE,
+                "1 while serving a cached build because the registry did not answer at start.",
+            )?,
+            compiled_cache: counter_vec(COMPILED_CACHE_TOTAL, "Compiled-code cache lookups, by result.", &[LABEL_RESULT])?,
             registry,
         };
         metrics.touch_known_labels();
@@ -247,6 +293,9 @@ impl Metrics {
         for state in BREAKER_STATES {
             self.breaker_transitions.with_label_values(&[state]);
         }
+        for result in COMPILED_CACHE_RESULTS {
+            self.compiled_cache.with_label_values(&[result]);
+        }
     }
 
     /// Removes every series labelled with a version not in `live` (builds no longer kept or in a role:
@@ -255,7 +304,7 @@ impl Metrics {
     pub fn forget_versions_except(&self, live: &[&str]) {
         forget_stale(&self.requests, &[LABEL_ROUTE, LABEL_STATUS, LABEL_VERSION], live, |v| self.requests.remove_label_values(v));
         forget_stale(&self.request_duration, &[LABEL_ROUTE, LABEL_VERSION], live, |v| self.request_duration.remove_label_values(v));
-        forget_stale(&self.component_info, &[LABEL_VERSION], live, |v| self.component_info.remove_label_values(v));
+        forget_stale(&self.component_info, &[LABEL_VERSION, LABEL_DIGEST], live, |v| self.component_info.remove_label_values(v));
     }
 
     /// Prometheus text exposition of everything registered.
@@ -279,7 +328,7 @@ mod tests {
             metrics.requests.with_label_values(&["/{symbol}", "200", version]).inc();
             metrics.requests.with_label_values(&["/health", "200", version]).inc();
             metrics.request_duration.with_label_values(&["/{symbol}", version]).observe(0.001);
-            metrics.component_info.with_label_values(&[version]).set(1);
+            metrics.component_info.with_label_values(&[version, "digest"]).set(1);
         }
         metrics.forget_versions_except(&["bbbbbbbbbbbb"]);
         let text = String::from_utf8(metrics.render()).expect("utf-8");

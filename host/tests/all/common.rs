@@ -453,6 +453,8 @@ impl Host {
         }
         command.envs([("BIND", "127.0.0.1"), ("PORT", "0"), ("ADMIN_PORT", "0"), ("LOG_FORMAT", "json"), ("LOG_LEVEL", "info")]);
         command.env("COMPONENT", &component);
+        // Compiled builds are cached under target/, shared by the tests, never in the user's home.
+        command.env("COMPONENT_CACHE_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-cache"));
         command.envs(env.iter().copied());
         let mut process = Process::spawn("stock-host", command);
         let (addr, admin) = process.wait_for_line(Duration::from_secs(60), |line| {
@@ -482,6 +484,15 @@ impl Host {
         let reply = get(self.admin, "/metrics");
         assert_eq!(reply.status, 200);
         reply.body
+    }
+
+    /// The `stock_host_component_info` sample of the build with `version`, whatever its digest label.
+    pub fn component_info(&self, version: &str) -> Option<f64> {
+        let label = format!("version=\"{version}\"");
+        self.metrics()
+            .lines()
+            .find(|l| l.starts_with("stock_host_component_info{") && l.contains(&label))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
     }
 
     /// Value of an unlabelled (or exactly labelled) sample in `/metrics`; a missing sample fails the

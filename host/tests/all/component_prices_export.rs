@@ -20,7 +20,9 @@ use crate::common::*;
 fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Buckets) -> Val {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("runtime");
     runtime.block_on(async {
-        let Command::Serve(config) = Cli::parse_from(["stock-host", "serve", "--alphavantage-url", &sim.url()]).command;
+        let Command::Serve(config) = Cli::parse_from(["stock-host", "serve", "--alphavantage-url", &sim.url()]).command else {
+            unreachable!("serve was asked for")
+        };
         let engine = build_engine(4, 64 << 20).expect("engine");
         let linker = build_linker(&engine).expect("linker");
         let component = Component::from_file(&engine, component_path()).expect("component");

@@ -43,7 +43,11 @@ fn metrics_have_every_name_and_pass_promtool() {
         host.metric(&format!("stock_api_requests_total{{route=\"/{{symbol}}/{{days}}\",status=\"200\",version=\"{version}\"}}")),
         2.0
     );
-    assert_eq!(host.metric(&format!("stock_host_component_info{{version=\"{version}\"}}")), 1.0);
+    assert_eq!(host.component_info(&version), Some(1.0));
+    let info = host.metrics().lines().find(|l| l.starts_with("stock_host_component_info{")).unwrap_or_default().to_owned();
+    let running = get(host.admin, "/admin/component").json();
+    let digest = running["running"]["digest"].as_str().expect("running digest").to_owned();
+    assert!(info.contains(&format!("digest=\"{digest}\"")), "the info metric carries the whole digest: {info}");
 
     let mut promtool = Command::new("promtool")
         .args(["check", "metrics"])
