@@ -13,6 +13,7 @@ mod host_instance_reuse;
 mod host_lifecycle;
 mod host_metrics_and_secrets;
 mod host_redis;
+mod host_registry;
 mod host_reliability;
 mod host_rollout_control;
 mod host_state_bounds;
