@@ -18,12 +18,13 @@ SIM_PORT          ?= 8081
 BIND              ?= 0.0.0.0
 SCHEMATHESIS      := 4.32.5
 SPEC_VALIDATOR    := 0.9.0
+CRYPTOGRAPHY      := 48.0.0
 PY                := target/py/bin
 IMAGE             ?= stock-host:dev
 HADOLINT          := 2.15.1
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint run run-wasmtime soak test clean
+.PHONY: image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint push run run-wasmtime soak test clean
 
 help: ## list targets and the variables they take
 	@echo "targets:"
@@ -32,7 +33,7 @@ help: ## list targets and the variables they take
 	@printf '  %-24s %s\n' "PORT=$(PORT)" "traffic port for run and run-wasmtime" "ADMIN_PORT=$(ADMIN_PORT)" "admin port for run (/metrics, /admin/*)" \
 	  "BIND=$(BIND)" "address run and run-wasmtime listen on" "SIM_PORT=$(SIM_PORT)" "port of the local Alpha Vantage simulator" \
 	  "APIKEY, APIKEY_FILE" "a real Alpha Vantage key for run (without one, run uses the simulator)" "IMAGE=$(IMAGE)" "tag of the container image" \
-	  "BENCH_SECONDS" "seconds per bench scenario (10)" "SOAK_SECONDS" "length of the soak (300)" "FUZZ_SECONDS" "seconds per fuzz target (60)"
+	  "REF" "where make push publishes: oci://REGISTRY/REPO:TAG" "BENCH_SECONDS" "seconds per bench scenario (10)" "SOAK_SECONDS" "length of the soak (300)" "FUZZ_SECONDS" "seconds per fuzz target (60)"
 
 prereqs: prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python ## install missing tools (idempotent)
 
@@ -46,13 +47,15 @@ prereqs-wasmtime: ## wasmtime-cli $(WASMTIME_VERSION) for `wasmtime serve`
 	  echo "installing wasmtime-cli $(WASMTIME_VERSION) (takes ~10 minutes on 2 cores)"; \
 	  cargo install --locked wasmtime-cli --version $(WASMTIME_VERSION) --no-default-features --features $(WASMTIME_FEATURES); fi
 
-prereqs-debian: ## promtool (Debian package prometheus) and redis-server (the shared-state tests)
+prereqs-debian: ## promtool (Debian package prometheus), redis-server (shared state), docker-registry and skopeo (registry tests)
 	@missing=""; command -v promtool >/dev/null || missing="$$missing prometheus"; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
+	  command -v docker-registry >/dev/null || missing="$$missing docker-registry"; command -v skopeo >/dev/null || missing="$$missing skopeo"; \
 	  [ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
-prereqs-python: ## schemathesis $(SCHEMATHESIS) and openapi-spec-validator $(SPEC_VALIDATOR) in target/py (API contract tests)
+prereqs-python: ## schemathesis $(SCHEMATHESIS), openapi-spec-validator $(SPEC_VALIDATOR), cryptography $(CRYPTOGRAPHY) (the test's cosign signer) in target/py
 	@$(PY)/st --version 2>/dev/null | grep -q "$(SCHEMATHESIS)" || { python3 -m venv target/py && $(PY)/pip install -q "schemathesis==$(SCHEMATHESIS)"; }
 	@$(PY)/pip show openapi-spec-validator 2>/dev/null | grep -q "^Version: $(SPEC_VALIDATOR)$$" || $(PY)/pip install -q "openapi-spec-validator==$(SPEC_VALIDATOR)"
+	@$(PY)/pip show cryptography 2>/dev/null | grep -q "^Version: $(CRYPTOGRAPHY)$$" || $(PY)/pip install -q "cryptography==$(CRYPTOGRAPHY)"
 
 component: prereqs-rust ## build the component (release)
 	cargo build --release --target wasm32-wasip2 -p stock-component
@@ -93,6 +96,10 @@ run: build ## serve on :$(PORT) (admin :$(ADMIN_PORT)); without APIKEY, against 
 	  env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) BIND=$(BIND) COMPONENT=$(COMPONENT) APIKEY=sample-key \
 	    ALPHAVANTAGE_URL=http://127.0.0.1:$(SIM_PORT)/query $(HOST) serve; \
 	fi
+
+push: component host ## publish the release component to REF=oci://REGISTRY/REPO:TAG (wasm OCI layout); prints the manifest digest
+	@if [ -z "$${REF:-}" ]; then echo "make push: set REF=oci://REGISTRY/REPO:TAG (REGISTRY_AUTH_FILE for credentials, COMPONENT_INSECURE_REGISTRIES=host:port for plain HTTP)" >&2; exit 2; fi
+	@$(HOST) push $(COMPONENT) "$$REF"
 
 run-wasmtime: component prereqs-wasmtime host ## the same component under stock `wasmtime serve` (against the simulator)
 	@$(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Side by side on loopback, in one run: the host's native /health (baseline), the component through
 # stock-host (reuse on and off), the same component under `wasmtime serve` (default flags and with its
-# own instance reuse), cold misses through the simulator, swap latency, and host memory.
+# own instance reuse), cold misses through the simulator, swap latency, host memory, and with builds from a
+# local registry: start to /ready (cold and warm caches) and tag-move-to-live latency.
 # Writes docs/benchmarks.md. Run through `make bench` (BENCH_SECONDS, BENCH_CONNECTIONS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,12 +21,14 @@ wait_port "$sim_port"
 upstream="http://127.0.0.1:$sim_port/query"
 
 # host <name> [ENV=value...]: starts stock-host with default flags (LOG_LEVEL info, reuse on) plus overrides.
+# COMPONENT_CACHE_DIR is in $work, so no run reads or fills ~/.cache/stock-host (each run starts cold).
+host_env=(BIND=127.0.0.1 COMPONENT="$COMPONENT" APIKEY=bench-key ALPHAVANTAGE_URL="$upstream" UPSTREAM_DAILY_QUOTA=0
+  LOG_FORMAT=json COMPONENT_CACHE_DIR="$work/cache")
 declare -A port admin pid
 host() {
   local name=$1; shift
   port[$name]=$(free_port); admin[$name]=$(free_port)
-  env BIND=127.0.0.1 PORT="${port[$name]}" ADMIN_PORT="${admin[$name]}" COMPONENT="$COMPONENT" APIKEY=bench-key \
-    ALPHAVANTAGE_URL="$upstream" UPSTREAM_DAILY_QUOTA=0 LOG_FORMAT=json "$@" target/release/stock-host serve >/dev/null 2>&1 &
+  env "${host_env[@]}" PORT="${port[$name]}" ADMIN_PORT="${admin[$name]}" "$@" target/release/stock-host serve >/dev/null 2>&1 &
   pid[$name]=$!; pids+=($!)
   wait_port "${port[$name]}"
 }
@@ -109,6 +112,120 @@ swap_stats=$(printf '%s\n' "${latencies[@]}" | sort -n | python3 -c 'import sys;
 swap_load=$(awk '/requests in|Non-2xx|Socket errors|Requests\/sec/' "$work/swap-wrk.txt" | tr -s ' ' | tr '\n' ';')
 swaps_ok=$(metric "${admin[swap]}" 'stock_host_swaps_total{result="ok"}')
 
+# From a registry: Debian's docker-registry on loopback (storage in $work) holding the release build and the
+# marked build as two tags; tag `live` points at the release build.
+reg_port=$(free_port); registry="127.0.0.1:$reg_port"; repo="$registry/stock/component"
+mkdir -p "$work/registry"
+cat >"$work/registry/config.yml" <<YAML
+version: 0.1
+log: {level: warn, accesslog: {disabled: true}}
+storage: {filesystem: {rootdirectory: $work/registry/data}, delete: {enabled: true}}
+http: {addr: 127.0.0.1:$reg_port}
+YAML
+start_registry() { docker-registry serve "$work/registry/config.yml" >>"$work/registry/log" 2>&1 & reg_pid=$!; pids+=($!); wait_port "$reg_port"; }
+stop_registry() { kill "$reg_pid"; wait "$reg_pid" 2>/dev/null || true; }
+start_registry
+push() { COMPONENT_INSECURE_REGISTRIES="$registry" target/release/stock-host push "$1" "oci://$repo:$2"; }
+move_live() { skopeo copy --quiet --src-tls-verify=false --dest-tls-verify=false "docker://$repo@$1" "docker://$repo:live"; }
+release_digest=$(push "$COMPONENT" release); marked_digest=$(push "$work/marked.wasm" marked)
+move_live "$release_digest"
+from_registry=(COMPONENT="oci://$repo:live" COMPONENT_INSECURE_REGISTRIES="$registry")
+fail() { echo "bench: FAILED: $*" >&2; exit 1; }
+# p50 and max (seconds, 3 places) of the numbers on stdin: "p50 max n"
+p50_max() { sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(f"{v[len(v)//2]:.3f} {v[-1]:.3f} {len(v)}")'; }
+
+# start_to_ready <checks> [ENV=value...]: starts stock-host (a fresh cache directory first when $fresh_dir is
+# set), appends to `ready_s` the seconds from the spawn to the first 200 from /ready on the traffic port
+# (polled with curl every ~10 ms), checks each "metric=value" of <checks> on the admin port (an absent
+# series counts as 0), and stops it.
+start_to_ready() {
+  local checks=$1; shift
+  local p a t0 hp code="" check name want got
+  [ -z "${fresh_dir:-}" ] || rm -rf "$fresh_dir"
+  p=$(free_port); a=$(free_port)
+  t0=$(date +%s%N)
+  env "${host_env[@]}" PORT="$p" ADMIN_PORT="$a" "$@" target/release/stock-host serve >"$work/start.log" 2>&1 & hp=$!; pids+=($!)
+  until [ "$code" = 200 ]; do
+    kill -0 "$hp" 2>/dev/null || { cat "$work/start.log" >&2; fail "stock-host exited before /ready ($*)"; }
+    [ $(( $(date +%s%N) - t0 )) -lt 60000000000 ] || fail "no 200 from /ready within 60 s ($*)"
+    sleep 0.01
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$p/ready" || true)
+  done
+  ready_s+=("$(python3 -c "print(($(date +%s%N) - $t0) / 1e9)")")
+  for check in $checks; do
+    name=${check%=*}; want=${check##*=}; got=$(metric "$a" "$name"); got=${got:-0}
+    [ "$got" = "$want" ] || { cat "$work/start.log" >&2; fail "start-to-ready: $name is $got, not $want ($*)"; }
+  done
+  kill "$hp"; wait "$hp" 2>/dev/null || true
+}
+hit='stock_host_compiled_cache_total{result="hit"}'; miss='stock_host_compiled_cache_total{result="miss"}'
+pulled='stock_host_registry_pulls_total{result="pulled"}'; cached='stock_host_registry_pulls_total{result="cached"}'
+from_cache=stock_host_component_from_cache
+# start_case <name> <what> <checks> [ENV=value...]: five starts; one row of the table, the median kept by name.
+start_rows=(); declare -A start_p50
+start_case() {
+  local name=$1 what=$2 checks=$3; shift 3
+  local p50 max n
+  ready_s=()
+  for _ in 1 2 3 4 5; do start_to_ready "$checks" "$@"; done
+  read -r p50 max n < <(printf '%s\n' "${ready_s[@]}" | p50_max)
+  start_p50[$name]=$p50
+  echo "start to /ready, $name: median $p50 s, max $max s over $n starts (${ready_s[*]})"
+  start_rows+=("| $name | $what | $p50 | $max | $(sed -E 's/stock_host_compiled_cache_total\{result="([a-z]+)"\}/compiled \1/g;
+    s/stock_host_registry_pulls_total\{result="([a-z]+)"\}/pulls \1/g; s/stock_host_//g; s/=([0-9]+) /=\1, /g' <<<"$checks") |")
+}
+warm_up() { ready_s=(); start_to_ready "" "$@"; }   # one unmeasured start that fills a cache directory
+
+# Cold: an empty cache directory on every start (the binary refuses an empty COMPONENT_CACHE_DIR, so the cache
+# cannot be switched off from the environment); the compiled code is written after Cranelift, as in production.
+fresh_dir="$work/cache-file-cold" start_case "file, empty cache" "Cranelift compiles on every start (the cache directory removed before each)" \
+  "$hit=0 $miss=1" COMPONENT_CACHE_DIR="$work/cache-file-cold"
+warm_up COMPONENT_CACHE_DIR="$work/cache-file"
+start_case "file, warm cache" "the compiled code of this digest from COMPONENT_CACHE_DIR/compiled/" "$hit=1 $miss=0" \
+  COMPONENT_CACHE_DIR="$work/cache-file"
+fresh_dir="$work/cache-cold" start_case "registry, empty cache" "HEAD, manifest and blob downloaded, then compiled (the cache directory removed before each start)" \
+  "$pulled=1 $cached=0 $hit=0 $miss=1" "${from_registry[@]}" COMPONENT_CACHE_DIR="$work/cache-cold"
+warm_up "${from_registry[@]}" COMPONENT_CACHE_DIR="$work/cache-registry"
+start_case "registry, warm cache" "blob and compiled code cached: nothing downloaded but the tag's HEAD" "$pulled=0 $cached=1 $hit=1 $miss=0" \
+  "${from_registry[@]}" COMPONENT_CACHE_DIR="$work/cache-registry"
+stop_registry
+start_case "registry, warm cache, registry down" "connection refused: the last live digest served from the cache" "$from_cache=1 $pulled=0 $hit=1 $miss=0" \
+  "${from_registry[@]}" COMPONENT_CACHE_DIR="$work/cache-registry"
+start_registry
+start_ratio() { python3 -c "print(f'{${start_p50[$1]} / ${start_p50[$2]}:.1f}')"; }
+
+# Tag move to live: a host on oci://...:live polling every second, wrk on it, the tag moved six times between
+# the two digests; timed from `skopeo copy` returning to /health answering the new X-Component-Version.
+# A random 0.2-1.2 s pause before each move spreads the moves over the poll's phase.
+poll_interval=1s
+host move "${from_registry[@]}" COMPONENT_POLL_INTERVAL="$poll_interval" COMPONENT_CACHE_DIR="$work/cache-move"
+curl -sf "$(h move /MSFT/7)" >/dev/null
+wrk -t2 -c8 -d120s "$(h move /MSFT/7)" >"$work/move-wrk.txt" 2>&1 & wrk_pid=$!
+move_latencies=(); move_notes=()
+for i in 1 2 3 4 5 6; do
+  if [ $((i % 2)) = 1 ]; then digest=$marked_digest; want=$(version_of "$work/marked.wasm"); else digest=$release_digest; want=$(version_of "$COMPONENT"); fi
+  sleep "$(python3 -c 'import random; print(f"{random.uniform(0.2, 1.2):.3f}")')"
+  move_live "$digest"; start=$(date +%s%N); seen=""
+  until [ "$seen" = "$want" ]; do
+    [ $(( $(date +%s%N) - start )) -lt 30000000000 ] || fail "tag move $i: $want never answered on /health within 30 s"
+    sleep 0.01
+    seen=$(curl -s -o /dev/null -D - "$(h move /health)" | awk 'tolower($1)=="x-component-version:" {print $2}' | tr -d '\r')
+  done
+  move_latencies+=("$(python3 -c "print(f'{($(date +%s%N) - $start) / 1e9:.3f}')")")
+  move_notes+=("${move_latencies[-1]} s ($([ "$i" = 1 ] && echo "first sight of the marked build" || echo "known digest"))")
+done
+kill -INT "$wrk_pid" 2>/dev/null || true; wait "$wrk_pid" 2>/dev/null || true
+read -r move_p50 move_max move_n < <(printf '%s\n' "${move_latencies[@]}" | p50_max)
+move_load=$(awk '/requests in|Requests\/sec/' "$work/move-wrk.txt" | tr -s ' ' | tr '\n' ';')
+move_errors=$(awk '/Non-2xx|Socket errors/' "$work/move-wrk.txt" | tr -s ' ' | tr '\n' ';')
+move_swaps=$(metric "${admin[move]}" 'stock_host_swaps_total{result="ok"}')
+move_pulls="$(metric "${admin[move]}" "$pulled") pulled, $(metric "${admin[move]}" "$cached") from the blob cache"
+move_compiled="$(metric "${admin[move]}" "$miss") misses, $(metric "${admin[move]}" "$hit") hits"
+move_swap_mean=$(python3 -c "print(f'{$(metric "${admin[move]}" stock_host_swap_seconds_sum) / max($(metric "${admin[move]}" stock_host_swap_seconds_count), 1):.3f}')")
+echo "tag move to live: p50 $move_p50 s, max $move_max s over $move_n moves (${move_latencies[*]}); wrk errors: ${move_errors:-none}"
+[ -z "$move_errors" ] || { cat "$work/move-wrk.txt" >&2; fail "wrk saw errors while the tag moved: $move_errors"; }
+[ "$move_swaps" = 6 ] || fail "stock_host_swaps_total{result=\"ok\"} is $move_swaps after 6 tag moves, not 6"
+
 ratio() { python3 -c "print(f'{${rps_of[$1]} / ${rps_of[$2]}:.2f}')"; }
 {
   echo "# Benchmarks"
@@ -143,6 +260,40 @@ ratio() { python3 -c "print(f'{${rps_of[$1]} / ${rps_of[$2]}:.2f}')"; }
   echo "- host RSS (reuse on): ${rss_idle} KB idle, ${rss_loaded} KB after its load"
   echo "- swap latency (ConfigMap \`..data\` rename to the new X-Component-Version answering): $swap_stats; $swaps_ok swaps ok"
   echo "- load during the swaps (\`wrk -t2 -c8\` on \`/MSFT/7\`): $swap_load"
+  echo
+  echo "## Start and rollout from a registry"
+  echo
+  echo "Debian's \`docker-registry\` ($(docker-registry --version | awk '{print $NF}')) on loopback holds two builds as two tags, published with"
+  echo "\`stock-host push\`: the release component and the marked build (the same component with a custom section appended:"
+  echo "another digest, the same code). \`skopeo copy\` ($(skopeo --version | awk '{print $NF}')) points the tag \`live\` at one of them."
+  echo
+  echo "### Start to /ready"
+  echo
+  echo "From spawning \`stock-host serve\` to the first 200 from \`/ready\` on the traffic port, polled with curl every ~10 ms"
+  echo "(so the figures include up to ~20 ms of polling), five starts per case. After each start the run checks that the"
+  echo "metrics say what the case claims and fails otherwise (last column; \`compiled\` is"
+  echo "\`stock_host_compiled_cache_total{result}\`, \`pulls\` is \`stock_host_registry_pulls_total{result}\`)."
+  echo
+  echo "| case | what happens | median s | max s | checked on every start |"
+  echo "|---|---|---|---|---|"
+  printf '%s\n' "${start_rows[@]}"
+  echo
+  echo "- cold / warm: a file build starts $(start_ratio 'file, empty cache' 'file, warm cache')x faster with its compiled code cached, a registry build"
+  echo "  $(start_ratio 'registry, empty cache' 'registry, warm cache')x faster with blob and compiled code cached (empty cache / warm cache medians). With the registry"
+  echo "  down, a warm start takes $(start_ratio 'registry, warm cache, registry down' 'registry, warm cache')x the time of one with it up (a refused connection, then the last live digest from the cache)."
+  echo
+  echo "### Tag move to live"
+  echo
+  echo "- a host on \`oci://.../stock/component:live\` with \`COMPONENT_POLL_INTERVAL=$poll_interval\`, \`wrk -t2 -c8\` on \`/MSFT/7\` throughout; the tag"
+  echo "  moved $move_n times, alternately to the marked and the release digest, after a random 0.2-1.2 s pause each; timed from"
+  echo "  \`skopeo copy\` returning to \`/health\` answering the new \`X-Component-Version\` (polled every ~10 ms)"
+  echo "- tag move to live: p50 $move_p50 s, max $move_max s over $move_n moves; in order: $(IFS=';'; echo "${move_notes[*]}" | sed 's/;/, /g')"
+  echo "- the poll interval bounds it: a move waits for the next poll (0 to $poll_interval, half of it on average), then the pull"
+  echo "  and the swap, so expect about interval/2 + pull + compile. Compile is skipped for a digest seen before: the builds room"
+  echo "  keeps the previous build compiled, so only the first move (a digest this host had never run) compiled. The host's own"
+  echo "  part, from the poll that saw the move to the new build live (\`stock_host_swap_seconds\`), was $move_swap_mean s on average"
+  echo "- $move_swaps swaps ok; pulls: $move_pulls; compiled-code cache lookups: $move_compiled"
+  echo "- load during the moves: $move_load errors: ${move_errors:-none}"
 } >"$OUT"
 echo "wrote $OUT"
 cat "$OUT" | sed -n '/## Ratios/,$p'

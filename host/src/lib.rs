@@ -6,7 +6,7 @@
 //! - [`state`]: `wasi:keyvalue` over memory or Redis;
 //! - [`runtime`]: engine, linker, stores, instance pools, slots, deadlines: compile and call a build;
 //! - [`builds`]: the stable build, the canary, history and the judge, behind one door (`submit`);
-//! - [`sources`]: the COMPONENT file and admin uploads, each making candidates for the door;
+//! - [`sources`]: the COMPONENT file, an OCI registry and admin uploads, each making candidates for the door;
 //! - [`http`]: the listeners, traffic routes, admin routes and the API page.
 //!
 //! This file only wires the rooms together.

@@ -1,6 +1,6 @@
 //! The builds that serve: the stable build, an optional canary, the previous build, the last few
 //! compiled builds and the history, behind **one door**: [`Builds::submit`]. Every source (startup,
-//! the watched file, an admin upload; later a registry) only makes a [`Candidate`] and submits it;
+//! the watched file, a registry tag, an admin upload) only makes a [`Candidate`] and submits it;
 //! the door checks it (size, expected digest, compile, link, exports, smoke test), decides what it does
 //! ([`decide`]) and records it ([`record`]).
 //!
@@ -111,7 +111,7 @@ pub struct Candidate {
     pub bytes: Bytes,
     /// Which source delivered it.
     pub source: Source,
-    /// What that source calls it (the COMPONENT path; a registry reference later).
+    /// What that source calls it (the COMPONENT path, or `oci://REG/REPO:TAG@sha256:<manifest digest>`).
     pub reference: Option<String>,
     /// The digest the source promises (hex sha256); the bytes must match it.
     pub expected_digest: Option<String>,

@@ -18,6 +18,9 @@ use wasmtime::component::Component;
 
 use super::engine::digest;
 
+/// Compiled builds kept on disk (the oldest go first); a few MiB each.
+pub const KEPT_COMPILED: usize = 8;
+
 /// Where compiled builds of one engine configuration live.
 pub struct CompiledCache {
     dir: PathBuf,
@@ -65,6 +68,8 @@ impl CompiledCache {
         })();
         match checked {
             Ok(component) => {
+                crate::files::touch(&code);
+                crate::files::touch(&sum);
                 self.results.with_label_values(&["hit"]).inc();
                 tracing::debug!(digest = component_digest, "compiled build read from the cache");
                 Some(component)
@@ -91,6 +96,9 @@ impl CompiledCache {
         if let Err(reason) = written {
             tracing::warn!(dir = %self.dir.display(), %reason, "cannot store the compiled build; it will be compiled again next time");
         }
+        // A checksum without its code file is harmless (never read) and goes with the next prune.
+        crate::files::prune_oldest(&self.dir, KEPT_COMPILED, |name| name.ends_with(".cwasm"));
+        crate::files::prune_oldest(&self.dir, KEPT_COMPILED, |name| name.ends_with(".cwasm.sha256"));
     }
 
     fn paths(&self, component_digest: &str) -> (PathBuf, PathBuf) {

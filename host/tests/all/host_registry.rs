@@ -81,7 +81,10 @@ impl Registry {
 
     /// The `Authorization` header the test itself uses for raw API calls.
     fn raw_headers(&self) -> Vec<(String, String)> {
-        self.credentials.iter().map(|(u, p)| ("Authorization".to_owned(), format!("Basic {}", base64(format!("{u}:{p}").as_bytes())))).collect()
+        self.credentials
+            .iter()
+            .map(|(u, p)| ("Authorization".to_owned(), format!("Basic {}", base64(format!("{u}:{p}").as_bytes()))))
+            .collect()
     }
 
     /// `stock-host push FILE REF`: the manifest digest it printed.
@@ -212,8 +215,9 @@ fn rejection(host: &Host, manifest_digest: &str) -> serde_json::Value {
         found = history
             .as_array()
             .and_then(|h| {
-                h.iter()
-                    .find(|r| r["result"] == "rejected" && r["reference"].as_str().is_some_and(|reference| reference.ends_with(manifest_digest)))
+                h.iter().find(|r| {
+                    r["result"] == "rejected" && r["reference"].as_str().is_some_and(|reference| reference.ends_with(manifest_digest))
+                })
             })
             .cloned()
             .unwrap_or(serde_json::Value::Null);
@@ -298,6 +302,9 @@ fn a_moved_tag_goes_live_under_load_with_zero_failed_requests() {
     assert!(host.metrics().contains(&format!("digest=\"{whole}\"")), "the info metric carries the digest");
 }
 
+/// Publishes an artifact under `live` and gives its manifest digest.
+type Publish<'a> = Box<dyn Fn() -> String + 'a>;
+
 #[test]
 fn refused_artifacts_keep_the_running_build_and_are_not_pulled_again() {
     let registry = Registry::start();
@@ -315,7 +322,7 @@ fn refused_artifacts_keep_the_running_build_and_are_not_pulled_again() {
     let wrong_type = registry.put_artifact("live", "application/vnd.oci.image.config.v1+json", "application/wasm", &component);
     let not_component = with_custom_section(b"this is not WebAssembly", "x");
     let other_world = b"(component (core module (func (export \"other\"))))".to_vec();
-    let cases: Vec<(&str, Box<dyn Fn() -> String + '_>)> = vec![
+    let cases: Vec<(&str, Publish<'_>)> = vec![
         ("manifest", Box::new(move || wrong_type.clone())),
         ("compile", Box::new(|| registry.put_artifact("live", "application/vnd.wasm.config.v0+json", "application/wasm", &not_component))),
         ("exports", Box::new(|| registry.put_artifact("live", "application/vnd.wasm.config.v0+json", "application/wasm", &other_world))),

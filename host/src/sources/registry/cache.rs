@@ -8,7 +8,11 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
-use crate::files::write_atomically;
+use crate::files::{prune_oldest, touch, write_atomically};
+
+/// Blobs kept (manifests and components; the oldest go first): about as many builds as the builds
+/// room keeps compiled, with room for their manifests, so an emptyDir of a few hundred MiB suffices.
+pub const KEPT_BLOBS: usize = 16;
 use crate::runtime::engine::digest;
 
 /// The blob cache at one directory.
@@ -41,6 +45,18 @@ impl BlobCache {
         let Some(path) = self.blob_path(blob_digest) else { return };
         if let Err(error) = write_atomically(&path, bytes) {
             tracing::warn!(path = %path.display(), %error, "cannot write to COMPONENT_CACHE_DIR; the build is not cached");
+        }
+        if let Some(dir) = path.parent() {
+            prune_oldest(dir, KEPT_BLOBS, |name| !name.starts_with('.'));
+        }
+    }
+
+    /// Marks the blobs of a build as just used (the live build's are pruned last).
+    pub fn keep(&self, blob_digests: &[&str]) {
+        for blob in blob_digests {
+            if let Some(path) = self.blob_path(blob) {
+                touch(&path);
+            }
         }
     }
 

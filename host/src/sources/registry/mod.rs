@@ -191,8 +191,12 @@ impl RegistrySource {
         Ok((candidate, manifest_digest))
     }
 
-    /// Remembers that `manifest_digest` went live, for a later start with the registry down.
+    /// Remembers that `manifest_digest` went live, for a later start with the registry down, and keeps
+    /// its blobs longest.
     pub fn went_live(&self, manifest_digest: &str) {
+        if let Some(layer) = self.cache.get(manifest_digest).and_then(|m| artifact::component_layer(&m, None).ok()) {
+            self.cache.keep(&[manifest_digest, &layer.digest]);
+        }
         self.cache.set_live_digest(&self.reference.to_string(), manifest_digest, self.key_id.as_deref());
     }
 
