@@ -115,7 +115,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             (startup_candidate(path).await.with_context(|| format!("COMPONENT {} cannot be read", path.display()))?, None)
         }
         ComponentSource::Registry(reference) => {
-            let source = Arc::new(RegistrySource::new(reference.clone(), &config.component, metrics.clone())?);
+            let source = Arc::new(RegistrySource::new(reference.clone(), &config.component, metrics.clone()).map_err(SettingsError)?);
             let (candidate, manifest_digest) = source.startup_candidate().await?;
             (candidate, Some((source, manifest_digest)))
         }

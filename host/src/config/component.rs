@@ -68,6 +68,11 @@ pub fn default_cache_dir() -> PathBuf {
         .unwrap_or_else(|| std::env::temp_dir().join("stock-host-cache"))
 }
 
+/// COMPONENT_CACHE_DIR as written; empty is accepted and means no cache.
+fn parse_cache_dir(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text))
+}
+
 /// The component build's source.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Component")]
@@ -82,8 +87,9 @@ pub struct ComponentOptions {
     #[arg(long, env = "COMPONENT_POLL_INTERVAL", value_parser = parse_positive_duration, default_value = DEFAULT_POLL_INTERVAL)]
     pub component_poll_interval: Duration,
     /// Directory of verified registry blobs and compiled builds (created with mode 0700; an emptyDir
-    /// in Kubernetes). Default: $XDG_CACHE_HOME/stock-host, else $HOME/.cache/stock-host.
-    #[arg(long, env = "COMPONENT_CACHE_DIR", default_value_os_t = default_cache_dir())]
+    /// in Kubernetes). Default: $XDG_CACHE_HOME/stock-host, else $HOME/.cache/stock-host. Empty:
+    /// nothing is cached (every start pulls and compiles).
+    #[arg(long, env = "COMPONENT_CACHE_DIR", value_parser = parse_cache_dir, default_value_os_t = default_cache_dir())]
     pub component_cache_dir: PathBuf,
     /// Docker config.json with registry credentials (a kubernetes.io/dockerconfigjson Secret mounted
     /// as a file); re-read when it changes. Without it, registries are asked anonymously.
@@ -120,6 +126,8 @@ mod tests {
         assert!(oci.component.is_insecure("127.0.0.1:5000") && oci.component.is_insecure("r.io"));
         assert!(!oci.component.is_insecure("ghcr.io"));
         assert_eq!(oci.component.component_poll_interval, Duration::from_secs(30));
+        let off = parse(&["--component-cache-dir", ""]).expect("an empty cache dir switches caching off");
+        assert_eq!(off.component.component_cache_dir, PathBuf::new());
     }
 
     #[test]

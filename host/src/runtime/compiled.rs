@@ -16,7 +16,7 @@ use prometheus::IntCounterVec;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-use super::engine::digest;
+use super::identity::digest;
 
 /// Compiled builds kept on disk (the oldest go first); a few MiB each.
 pub const KEPT_COMPILED: usize = 8;

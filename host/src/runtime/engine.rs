@@ -7,12 +7,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::Context;
-use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, InstancePre, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store};
 use wasmtime_wasi_http::p2::bindings::{Proxy, ProxyIndices};
 
 use super::compiled::CompiledCache;
+pub use super::identity::{digest, version_of, version_of_digest};
 use super::pool::{InstancePool, Reuse};
 use super::status::{Status, StatusIndices};
 use super::store::RequestState;
@@ -191,26 +191,6 @@ fn decimal_numbers(text: &str) -> String {
 fn looks_like_text(bytes: &[u8]) -> bool {
     let start = bytes.iter().position(|b| !b.is_ascii_whitespace()).map_or(&[][..], |i| &bytes[i..]);
     start.starts_with(b"(") || start.starts_with(b";;")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// `sha256(bytes)` as lower-case hex.
-pub fn digest(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-/// A build's version: the first 12 hex digits of its digest (the one rule for every log line, metric
-/// label, header and record).
-pub fn version_of_digest(digest: &str) -> &str {
-    digest.get(..12).unwrap_or(digest)
-}
-
-/// The version of the build made of `bytes`.
-pub fn version_of(bytes: &[u8]) -> String {
-    version_of_digest(&digest(bytes)).to_owned()
 }
 
 /// The one thread that advances the engine's epoch for every store's deadline; stops on drop.

@@ -7,6 +7,7 @@ pub mod call;
 pub mod compiled;
 pub mod egress;
 pub mod engine;
+pub mod identity;
 pub mod pool;
 mod runner;
 pub mod slots;

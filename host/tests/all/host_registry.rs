@@ -574,3 +574,31 @@ fn only_builds_signed_with_the_key_go_live() {
     registry.move_tag(&second_digest, "live");
     wait_until(Duration::from_secs(30), "the signed build goes live", || running_version(&host) == second_version);
 }
+
+#[test]
+fn a_verify_key_that_cannot_be_used_is_refused_in_one_line_before_any_pull() {
+    let dir = TempDir::new("registry-bad-key");
+    let key = dir.0.join("cosign.pub");
+    std::fs::write(
+        &key,
+        "-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEAGb9ECWmEzf6FQbrBZ9w7lshQhqowtrbLDFw4rXAxZuE=\n-----END PUBLIC KEY-----\n",
+    )
+    .expect("an ed25519 key");
+    let output = Command::new(env!("CARGO_BIN_EXE_stock-host"))
+        .arg("serve")
+        .envs([
+            ("COMPONENT", "oci://127.0.0.1:9/stock/component:live"),
+            ("COMPONENT_VERIFY_KEY", key.to_str().expect("utf-8")),
+            ("COMPONENT_CACHE_DIR", dir.0.to_str().expect("utf-8")),
+            ("PORT", "0"),
+            ("ADMIN_PORT", "0"),
+            ("BIND", "127.0.0.1"),
+        ])
+        .output()
+        .expect("stock-host");
+    assert_eq!(output.status.code(), Some(2), "a refused setting, like one clap refuses");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let last = stderr.lines().last().unwrap_or_default();
+    assert!(last.starts_with("stock-host: COMPONENT_VERIFY_KEY") && last.contains("P-256"), "{stderr}");
+    assert!(!stderr.contains("did not answer"), "the registry was not asked: {stderr}");
+}

@@ -15,16 +15,16 @@ use crate::files::{prune_oldest, touch, write_atomically};
 pub const KEPT_BLOBS: usize = 16;
 use crate::runtime::engine::digest;
 
-/// The blob cache at one directory.
+/// The blob cache at one directory (or none: COMPONENT_CACHE_DIR empty).
 #[derive(Debug, Clone)]
 pub struct BlobCache {
-    root: PathBuf,
+    root: Option<PathBuf>,
 }
 
 impl BlobCache {
-    /// The cache under `dir` (created on first write, mode 0700).
-    pub fn new(dir: &Path) -> Self {
-        Self { root: dir.to_path_buf() }
+    /// The cache under `dir` (created on first write, mode 0700); `None` caches nothing.
+    pub fn new(dir: Option<&Path>) -> Self {
+        Self { root: dir.map(Path::to_path_buf) }
     }
 
     /// The blob `digest` (`sha256:HEX`) if it is cached and its bytes still hash to it.
@@ -63,7 +63,7 @@ impl BlobCache {
     /// The manifest digest that last went live for `reference`, and the id of the signature key that
     /// verified it (if one was set).
     pub fn live_digest(&self, reference: &str) -> Option<(String, Option<String>)> {
-        let text = std::fs::read_to_string(self.ref_path(reference)).ok()?;
+        let text = std::fs::read_to_string(self.ref_path(reference)?).ok()?;
         let value: serde_json::Value = serde_json::from_str(&text).ok()?;
         if value["reference"].as_str() != Some(reference) {
             return None;
@@ -75,7 +75,7 @@ impl BlobCache {
     /// Remembers that `manifest_digest` went live for `reference`, verified by key `verified_by`.
     pub fn set_live_digest(&self, reference: &str, manifest_digest: &str, verified_by: Option<&str>) {
         let record = serde_json::json!({ "reference": reference, "manifest_digest": manifest_digest, "verified_by": verified_by });
-        let path = self.ref_path(reference);
+        let Some(path) = self.ref_path(reference) else { return };
         if let Err(error) = write_atomically(&path, record.to_string().as_bytes()) {
             tracing::warn!(path = %path.display(), %error, "cannot write to COMPONENT_CACHE_DIR; a restart with the registry down will not find this build");
         }
@@ -83,11 +83,11 @@ impl BlobCache {
 
     fn blob_path(&self, blob_digest: &str) -> Option<PathBuf> {
         let hex = crate::config::oci_reference::parse_digest(blob_digest).ok()?.trim_start_matches("sha256:").to_owned();
-        Some(self.root.join("blobs").join("sha256").join(hex))
+        Some(self.root.as_ref()?.join("blobs").join("sha256").join(hex))
     }
 
-    fn ref_path(&self, reference: &str) -> PathBuf {
-        self.root.join("refs").join(digest(reference.as_bytes()))
+    fn ref_path(&self, reference: &str) -> Option<PathBuf> {
+        Some(self.root.as_ref()?.join("refs").join(digest(reference.as_bytes())))
     }
 }
 
@@ -104,7 +104,7 @@ mod tests {
     #[test]
     fn a_blob_comes_back_only_while_it_matches_its_digest() {
         let dir = temp("verify");
-        let cache = BlobCache::new(&dir);
+        let cache = BlobCache::new(Some(&dir));
         let blob = b"(component)";
         let name = format!("sha256:{}", digest(blob));
         assert_eq!(cache.get(&name), None);
@@ -115,13 +115,17 @@ mod tests {
         assert_eq!(cache.get(&name), None, "a truncated blob is not served");
         assert!(!file.exists(), "and is removed so it is pulled again");
         assert_eq!(cache.get("sha256:../../etc/passwd"), None, "only digests name files");
+        let off = BlobCache::new(None);
+        off.put(&name, blob);
+        off.set_live_digest("oci://r/s:t", &name, None);
+        assert_eq!((off.get(&name), off.live_digest("oci://r/s:t")), (None, None), "no directory, no cache");
         let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
     fn the_live_digest_is_remembered_per_reference() {
         let dir = temp("refs");
-        let cache = BlobCache::new(&dir);
+        let cache = BlobCache::new(Some(&dir));
         assert_eq!(cache.live_digest("oci://r/s:t"), None);
         cache.set_live_digest("oci://r/s:t", "sha256:aa", None);
         cache.set_live_digest("oci://r/s:u", "sha256:bb", Some("key"));

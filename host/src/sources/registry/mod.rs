@@ -93,14 +93,14 @@ pub struct RegistrySource {
 }
 
 impl RegistrySource {
-    /// The source for `reference`; reads COMPONENT_VERIFY_KEY (a key that cannot be read is an error).
-    pub fn new(reference: OciReference, options: &ComponentOptions, metrics: Arc<Metrics>) -> anyhow::Result<Self> {
+    /// The source for `reference`; reads COMPONENT_VERIFY_KEY (a key that cannot be read or used is a
+    /// refused setting, said in one line).
+    pub fn new(reference: OciReference, options: &ComponentOptions, metrics: Arc<Metrics>) -> Result<Self, String> {
         let (verify_key, key_id) = match &options.component_verify_key {
             Some(path) => {
-                let pem = std::fs::read_to_string(path)
-                    .map_err(|e| crate::SettingsError(format!("COMPONENT_VERIFY_KEY {} cannot be read: {e}", path.display())))?;
-                let key =
-                    VerifyKey::from_pem(&pem).map_err(|e| crate::SettingsError(format!("COMPONENT_VERIFY_KEY {}: {e}", path.display())))?;
+                let pem =
+                    std::fs::read_to_string(path).map_err(|e| format!("COMPONENT_VERIFY_KEY {} cannot be read: {e}", path.display()))?;
+                let key = VerifyKey::from_pem(&pem).map_err(|e| format!("COMPONENT_VERIFY_KEY {}: {e}", path.display()))?;
                 (Some(key), Some(digest(pem.trim().as_bytes())))
             }
             None => (None, None),
@@ -125,7 +125,9 @@ impl RegistrySource {
             signatures_required: verify_key.is_some(),
         };
         Ok(Self {
-            cache: BlobCache::new(&options.component_cache_dir.join("registry")),
+            cache: BlobCache::new(
+                Some(options.component_cache_dir.as_path()).filter(|d| !d.as_os_str().is_empty()).map(|d| d.join("registry")).as_deref(),
+            ),
             reference,
             client,
             verify_key,
@@ -336,6 +338,10 @@ impl RegistrySource {
             serde_json::from_slice(&manifest).map_err(|e| refuse(format!("the signature manifest {tag} is not an image manifest: {e}")))?;
         let mut reasons = Vec::new();
         for layer in manifest.layers.iter().filter(|l| l.media_type == cosign::SIMPLE_SIGNING) {
+            if crate::config::oci_reference::parse_digest(&layer.digest).is_err() {
+                reasons.push(format!("a payload with an invalid digest {:?}", layer.digest));
+                continue;
+            }
             let Some(signature) = layer.annotations.get(cosign::SIGNATURE_ANNOTATION) else {
                 reasons.push(format!("a payload without the {} annotation", cosign::SIGNATURE_ANNOTATION));
                 continue;
