@@ -59,7 +59,8 @@ pub struct CanaryOptions {
     /// Promote a healthy canary by itself after this long (`off`: only POST /admin/promote does).
     #[arg(long, env = "CANARY_AUTO_PROMOTE", default_value = "off", value_parser = parse_auto_promote)]
     pub canary_auto_promote: AutoPromote,
-    /// A changed COMPONENT file starts a canary at this percent (1-99) instead of a full swap.
+    /// A changed COMPONENT file or a moved registry tag starts a canary at this percent (1-99) instead
+    /// of a full swap.
     #[arg(long, env = "CANARY_PERCENT", value_parser = clap::value_parser!(u8).range(1..=99))]
     pub canary_percent: Option<u8>,
 }

@@ -602,3 +602,96 @@ fn a_verify_key_that_cannot_be_used_is_refused_in_one_line_before_any_pull() {
     assert!(last.starts_with("stock-host: COMPONENT_VERIFY_KEY") && last.contains("P-256"), "{stderr}");
     assert!(!stderr.contains("did not answer"), "the registry was not asked: {stderr}");
 }
+
+#[test]
+fn with_canary_percent_a_moved_tag_is_canaried_promoted_by_the_judge_and_moving_back_drops_it() {
+    let registry = Registry::start();
+    let dir = TempDir::new("registry-canary");
+    let (stable, stable_version) = build(&dir, "registry-canary-stable");
+    let (candidate, candidate_version) = build(&dir, "registry-canary-candidate");
+    let (third, third_version) = build(&dir, "registry-canary-third");
+    let digests: Vec<String> =
+        [(&stable, "stable"), (&candidate, "candidate"), (&third, "third")].iter().map(|(path, tag)| registry.push(path, tag)).collect();
+    registry.move_tag(&digests[0], "live");
+    let sim = Sim::start();
+    let cache = TempDir::new("registry-canary-cache");
+    let url = sim.url();
+    let env = [("ALPHAVANTAGE_URL", url.as_str()), ("CANARY_PERCENT", "50"), ("CANARY_MIN_REQUESTS", "20"), ("CANARY_AUTO_PROMOTE", "2s")];
+    let host = registry_host(&registry, "live", &cache.0, &env);
+    assert_eq!(running_version(&host), stable_version);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicU64::new(0));
+    let load = {
+        let (stop, failed, addr) = (stop.clone(), failed.clone(), host.addr);
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                if !matches!(try_request(addr, "GET", "/MSFT/7", Duration::from_secs(10)), Ok(reply) if reply.status == 200) {
+                    failed.fetch_add(1, Ordering::Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    registry.move_tag(&digests[1], "live");
+    wait_until(Duration::from_secs(20), "the moved tag starts a canary", || {
+        admin(&host)["canary"]["version"] == candidate_version.as_str()
+    });
+    let canary = admin(&host)["canary"].clone();
+    assert_eq!((canary["source"].as_str(), canary["percent"].as_u64()), (Some("registry"), Some(50)), "{canary}");
+    assert_eq!(running_version(&host), stable_version, "the stable build still serves the other half");
+    wait_until(Duration::from_secs(30), "the judge promotes the healthy canary", || running_version(&host) == candidate_version);
+    assert!(admin(&host)["canary"].is_null());
+
+    // A canary of a third build; the tag moved back to the stable digest drops it.
+    registry.move_tag(&digests[2], "live");
+    wait_until(Duration::from_secs(20), "a second canary", || admin(&host)["canary"]["version"] == third_version.as_str());
+    registry.move_tag(&digests[1], "live");
+    wait_until(Duration::from_secs(20), "moving the tag back drops the canary", || admin(&host)["canary"].is_null());
+    stop.store(true, Ordering::Relaxed);
+    load.join().expect("load");
+    assert_eq!(running_version(&host), candidate_version);
+    let history = admin(&host)["history"].clone();
+    let last = history.as_array().and_then(|h| h.last()).cloned().unwrap_or_default();
+    assert_eq!((last["result"].as_str(), last["source"].as_str()), (Some("rollback"), Some("registry")), "{last}");
+    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed through canary, promotion and rollback");
+}
+
+#[test]
+fn a_pinned_digest_is_never_polled_and_plain_http_is_only_for_listed_registries() {
+    let registry = Registry::start();
+    let dir = TempDir::new("registry-pinned");
+    let (pinned, pinned_version) = build(&dir, "registry-pinned");
+    let (other, _) = build(&dir, "registry-pinned-other");
+    let pinned_digest = registry.push(&pinned, "live");
+    let cache = TempDir::new("registry-pinned-cache");
+    let reference = format!("oci://{}/{REPOSITORY}@{pinned_digest}", registry.host());
+    let host_port = registry.host();
+    let host = Host::start(&[
+        ("COMPONENT", reference.as_str()),
+        ("COMPONENT_INSECURE_REGISTRIES", host_port.as_str()),
+        ("COMPONENT_POLL_INTERVAL", "200ms"),
+        ("COMPONENT_CACHE_DIR", cache.0.to_str().expect("utf-8")),
+    ]);
+    assert_eq!(running_version(&host), pinned_version);
+    assert_eq!(admin(&host)["registry"]["pinned"], true);
+    let other_digest = registry.push(&other, "live");
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(running_version(&host), pinned_version, "a pinned digest never moves");
+    for result in ["unchanged", "changed", "error"] {
+        assert_eq!(host.metric(&format!("stock_host_registry_polls_total{{result=\"{result}\"}}")), 0.0, "never polled");
+    }
+    assert_ne!(other_digest, pinned_digest);
+
+    // The same registry, not listed in COMPONENT_INSECURE_REGISTRIES: TLS is tried, and fails on plain HTTP.
+    let output = Command::new(env!("CARGO_BIN_EXE_stock-host"))
+        .arg("serve")
+        .envs([("COMPONENT", registry.reference("live").as_str()), ("COMPONENT_CACHE_DIR", ""), ("PORT", "0"), ("ADMIN_PORT", "0")])
+        .env_remove("COMPONENT_INSECURE_REGISTRIES")
+        .output()
+        .expect("stock-host");
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.lines().last().is_some_and(|l| l.contains(&format!("registry {} did not answer: TLS", registry.host()))), "{stderr}");
+}
