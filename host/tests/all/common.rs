@@ -503,6 +503,53 @@ impl Host {
     }
 }
 
+/// Load on a host from a few threads, every answer counted (200 ok, anything else failed); each
+/// thread stops when told or after a minute.
+pub struct Load {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    ok: Arc<std::sync::atomic::AtomicU64>,
+    failed: Arc<std::sync::atomic::AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Load {
+    /// `threads` threads cycling through `paths` on `addr`.
+    pub fn start(addr: SocketAddr, paths: &'static [&'static str], threads: usize) -> Self {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+        let threads = (0..threads)
+            .map(|i| {
+                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                std::thread::spawn(move || {
+                    let started = Instant::now();
+                    let mut n = i;
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
+                        match try_request(addr, "GET", paths[n % paths.len()], Duration::from_secs(10)) {
+                            Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
+                            other => {
+                                eprintln!("failed under load: {other:?}");
+                                failed.fetch_add(1, Ordering::Relaxed)
+                            }
+                        };
+                        n += 1;
+                    }
+                })
+            })
+            .collect();
+        Self { stop, ok, failed, threads }
+    }
+
+    /// Stops the threads and gives (ok, failed).
+    pub fn finish(self) -> (u64, u64) {
+        use std::sync::atomic::Ordering;
+        self.stop.store(true, Ordering::Relaxed);
+        for thread in self.threads {
+            thread.join().expect("load thread");
+        }
+        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+    }
+}
+
 /// A real `redis-server` (Debian's) on a free loopback port, no persistence; stopped on drop.
 pub struct RedisServer {
     pub process: Option<Process>,

@@ -4,8 +4,6 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -248,28 +246,7 @@ fn a_moved_tag_goes_live_under_load_with_zero_failed_requests() {
     assert_eq!(running_version(&host), first_version);
     assert_eq!(get(host.addr, "/MSFT/7").status, 200);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let (ok, failed) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let load: Vec<_> = (0..3)
-        .map(|i| {
-            let (stop, ok, failed, addr) = (stop.clone(), ok.clone(), failed.clone(), host.addr);
-            std::thread::spawn(move || {
-                let paths = ["/MSFT/7", "/health", "/IBM/3"];
-                let started = Instant::now();
-                let mut n = 0;
-                while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-                    match try_request(addr, "GET", paths[(i + n) % paths.len()], Duration::from_secs(10)) {
-                        Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                        other => {
-                            eprintln!("failed during the tag move: {other:?}");
-                            failed.fetch_add(1, Ordering::Relaxed)
-                        }
-                    };
-                    n += 1;
-                }
-            })
-        })
-        .collect();
+    let load = Load::start(host.addr, &["/MSFT/7", "/health", "/IBM/3"], 3);
     std::thread::sleep(Duration::from_millis(300));
     let moved = Instant::now();
     registry.move_tag(&second_digest, "live");
@@ -278,13 +255,10 @@ fn a_moved_tag_goes_live_under_load_with_zero_failed_requests() {
     });
     let latency = moved.elapsed();
     std::thread::sleep(Duration::from_millis(300));
-    stop.store(true, Ordering::Relaxed);
-    for thread in load {
-        thread.join().expect("load thread");
-    }
-    eprintln!("tag move to live: {latency:?} (poll interval 300ms); requests ok {}", ok.load(Ordering::Relaxed));
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "requests failed while the tag moved");
-    assert!(ok.load(Ordering::Relaxed) > 50, "the load generator ran");
+    let (ok, failed) = load.finish();
+    eprintln!("tag move to live: {latency:?} (poll interval 300ms); requests ok {ok}");
+    assert_eq!(failed, 0, "requests failed while the tag moved");
+    assert!(ok > 50, "the load generator ran");
 
     let state = admin(&host);
     assert_eq!(state["running"]["source"], "registry");
@@ -620,20 +594,7 @@ fn with_canary_percent_a_moved_tag_is_canaried_promoted_by_the_judge_and_moving_
     let host = registry_host(&registry, "live", &cache.0, &env);
     assert_eq!(running_version(&host), stable_version);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicU64::new(0));
-    let load = {
-        let (stop, failed, addr) = (stop.clone(), failed.clone(), host.addr);
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-                if !matches!(try_request(addr, "GET", "/MSFT/7", Duration::from_secs(10)), Ok(reply) if reply.status == 200) {
-                    failed.fetch_add(1, Ordering::Relaxed);
-                }
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
+    let load = Load::start(host.addr, &["/MSFT/7"], 1);
     registry.move_tag(&digests[1], "live");
     wait_until(Duration::from_secs(20), "the moved tag starts a canary", || {
         admin(&host)["canary"]["version"] == candidate_version.as_str()
@@ -649,13 +610,12 @@ fn with_canary_percent_a_moved_tag_is_canaried_promoted_by_the_judge_and_moving_
     wait_until(Duration::from_secs(20), "a second canary", || admin(&host)["canary"]["version"] == third_version.as_str());
     registry.move_tag(&digests[1], "live");
     wait_until(Duration::from_secs(20), "moving the tag back drops the canary", || admin(&host)["canary"].is_null());
-    stop.store(true, Ordering::Relaxed);
-    load.join().expect("load");
+    let (ok, failed) = load.finish();
     assert_eq!(running_version(&host), candidate_version);
     let history = admin(&host)["history"].clone();
     let last = history.as_array().and_then(|h| h.last()).cloned().unwrap_or_default();
     assert_eq!((last["result"].as_str(), last["source"].as_str()), (Some("rollback"), Some("registry")), "{last}");
-    assert_eq!(failed.load(Ordering::Relaxed), 0, "no request failed through canary, promotion and rollback");
+    assert_eq!(failed, 0, "no request failed through canary, promotion and rollback ({ok} ok)");
 }
 
 #[test]
