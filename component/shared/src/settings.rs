@@ -37,8 +37,15 @@ pub const UPSTREAM_DAILY_QUOTA: Setting = Setting { key: "upstream_daily_quota",
 /// How long "the upstream does not know this symbol" is remembered, so typos do not spend the quota.
 pub const NEGATIVE_CACHE_TTL: Setting = Setting { key: "negative_cache_ttl", env: "NEGATIVE_CACHE_TTL", default: Some("10m") };
 
+/// The only symbols served, comma-separated; any other answers 404 with no upstream call. Empty: any symbol.
+pub const ALLOWED_SYMBOLS: Setting = Setting { key: "allowed_symbols", env: "ALLOWED_SYMBOLS", default: Some("") };
+/// The share (percent) of the daily quota that symbols never served before may spend; the rest is kept for
+/// symbols that have answered, so a scanner's made-up words cannot spend the day (100: no share kept).
+pub const NEW_SYMBOL_QUOTA_PERCENT: Setting =
+    Setting { key: "new_symbol_quota_percent", env: "NEW_SYMBOL_QUOTA_PERCENT", default: Some("50") };
+
 /// Every setting, in the order they are documented.
-pub const ALL: [Setting; 10] = [
+pub const ALL: [Setting; 12] = [
     ALPHAVANTAGE_URL,
     APIKEY,
     SYMBOL,
@@ -49,6 +56,8 @@ pub const ALL: [Setting; 10] = [
     BREAKER_TIMEOUT,
     UPSTREAM_DAILY_QUOTA,
     NEGATIVE_CACHE_TTL,
+    ALLOWED_SYMBOLS,
+    NEW_SYMBOL_QUOTA_PERCENT,
 ];
 
 /// The setting behind `key`, if it is one of ours.

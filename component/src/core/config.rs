@@ -29,6 +29,23 @@ pub struct Settings {
     pub daily_quota: u64,
     /// How long an unknown symbol is remembered.
     pub negative_cache_ttl_ms: u64,
+    /// The only symbols served; empty: any.
+    pub allowed_symbols: Vec<Symbol>,
+    /// Percent of the daily quota symbols never served before may spend.
+    pub new_symbol_quota_percent: u8,
+}
+
+impl Settings {
+    /// Whether `symbol` may be served (ALLOWED_SYMBOLS empty, or it is listed).
+    pub fn allows(&self, symbol: &Symbol) -> bool {
+        self.allowed_symbols.is_empty() || self.allowed_symbols.contains(symbol)
+    }
+
+    /// Upstream calls per UTC day for symbols never served before; `None`: no limit of its own.
+    pub fn new_symbol_quota(&self) -> Option<u64> {
+        (self.daily_quota > 0 && self.new_symbol_quota_percent < 100)
+            .then(|| (self.daily_quota * u64::from(self.new_symbol_quota_percent)).div_ceil(100))
+    }
 }
 
 /// A configuration value that cannot be used.
@@ -76,13 +93,33 @@ impl Settings {
         let daily_quota = reader
             .take(settings::UPSTREAM_DAILY_QUOTA, |s| s.parse::<u64>().map_err(|_| format!("{s:?} is not a whole number (0 = unlimited)")));
         let negative_cache_ttl_ms = reader.take(settings::NEGATIVE_CACHE_TTL, duration(0));
+        let allowed_symbols = reader.take(settings::ALLOWED_SYMBOLS, parse_symbol_list);
+        let new_symbol_quota_percent = reader.take(settings::NEW_SYMBOL_QUOTA_PERCENT, |s| {
+            s.trim_end_matches('%')
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= 100)
+                .ok_or_else(|| format!("{s:?} is not a whole percent from 0 to 100"))
+        });
+        if let (Some(allowed), Some(symbol)) = (&allowed_symbols, &default_symbol)
+            && !allowed.is_empty()
+            && !allowed.contains(symbol)
+        {
+            let reason = format!("SYMBOL {} (served at GET /) is not in the list", symbol.as_str());
+            reader.problems.push(ConfigError { key: settings::ALLOWED_SYMBOLS.key, reason });
+        }
         let apikey = (reader.lookup)(settings::APIKEY.key).map(|k| k.trim().to_owned()).unwrap_or_default();
         let parsed = (upstream_url, default_symbol, default_days, cache_ttl_ms, upstream_timeout_ms);
         let limits = (breaker_threshold, breaker_timeout_ms, daily_quota, negative_cache_ttl_ms);
-        match (parsed, limits) {
+        let symbols = (allowed_symbols, new_symbol_quota_percent);
+        if !reader.problems.is_empty() {
+            return Err(reader.problems);
+        }
+        match (parsed, limits, symbols) {
             (
                 (Some(upstream_url), Some(default_symbol), Some(default_days), Some(cache_ttl_ms), Some(upstream_timeout_ms)),
                 (Some(breaker_threshold), Some(breaker_timeout_ms), Some(daily_quota), Some(negative_cache_ttl_ms)),
+                (Some(allowed_symbols), Some(new_symbol_quota_percent)),
             ) => Ok(Self {
                 upstream_url,
                 apikey,
@@ -94,10 +131,21 @@ impl Settings {
                 breaker_timeout_ms,
                 daily_quota,
                 negative_cache_ttl_ms,
+                allowed_symbols,
+                new_symbol_quota_percent,
             }),
             _ => Err(reader.problems),
         }
     }
+}
+
+/// ALLOWED_SYMBOLS: symbols separated by commas (blanks ignored), each as a request's symbol is read.
+fn parse_symbol_list(text: &str) -> Result<Vec<Symbol>, String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| Symbol::parse(s).ok_or_else(|| format!("{s:?} is not 1-10 letters, digits, '.' or '-'")))
+        .collect()
 }
 
 /// Reads keys, parsing a missing one's default exactly like a given value, and collects the problems.
@@ -160,6 +208,28 @@ mod tests {
         assert_eq!((s.breaker_threshold, s.breaker_timeout_ms), (5, 30_000));
         assert_eq!((s.daily_quota, s.negative_cache_ttl_ms), (25, 600_000));
         assert_eq!(s.apikey, "");
+    }
+
+    #[test]
+    fn the_allowed_list_and_the_new_symbols_share_are_read_and_checked() {
+        let s = settings(&[("allowed_symbols", " msft, brk.b ,,IBM"), ("new_symbol_quota_percent", "10%")]).expect("valid");
+        let names: Vec<&str> = s.allowed_symbols.iter().map(Symbol::as_str).collect();
+        assert_eq!(names, ["MSFT", "BRK.B", "IBM"]);
+        assert!(s.allows(&Symbol::parse("ibm").expect("valid")) && !s.allows(&Symbol::parse("WP").expect("valid")));
+        assert_eq!(s.new_symbol_quota(), Some(3), "10 % of 25, rounded up");
+        let any = settings(&[]).expect("defaults");
+        assert!(any.allowed_symbols.is_empty() && any.allows(&Symbol::parse("ANY").expect("valid")));
+        assert_eq!(settings(&[("upstream_daily_quota", "0")]).expect("valid").new_symbol_quota(), None, "unlimited stays unlimited");
+        assert_eq!(settings(&[("new_symbol_quota_percent", "100")]).expect("valid").new_symbol_quota(), None);
+        for (pairs, key, says) in [
+            (&[("allowed_symbols", "IBM")][..], "allowed_symbols", "SYMBOL MSFT"),
+            (&[("allowed_symbols", "MSFT,$$$")][..], "allowed_symbols", "\"$$$\""),
+            (&[("new_symbol_quota_percent", "120")][..], "new_symbol_quota_percent", "0 to 100"),
+        ] {
+            let error = settings(pairs).expect_err("invalid");
+            assert_eq!(error.key, key);
+            assert!(error.reason.contains(says), "{error}");
+        }
     }
 
     #[test]

@@ -50,6 +50,19 @@ pub enum Error {
         /// Seconds until UTC midnight, when it resets.
         retry_after_secs: u32,
     },
+    /// Today's share of the quota for symbols never served before is spent (NEW_SYMBOL_QUOTA_PERCENT).
+    #[error(
+        "the share of the daily upstream quota for symbols not served before ({share} calls) is spent; symbols that have answered before are still refreshed"
+    )]
+    NewSymbolQuotaExhausted {
+        /// Calls per day such symbols may spend.
+        share: u64,
+        /// Seconds until UTC midnight, when it resets.
+        retry_after_secs: u32,
+    },
+    /// The symbol is not in ALLOWED_SYMBOLS: answered without any upstream call.
+    #[error("symbol {0} is not served here")]
+    NotAllowed(String),
     /// The breaker is open after repeated upstream failures.
     #[error("upstream calls are paused after repeated failures")]
     CircuitOpen {
@@ -85,7 +98,7 @@ impl Error {
             Self::InvalidPath => (400, "invalid-path", "Invalid path", None),
             Self::NotFound(_) => (404, "not-found", "Not found", None),
             Self::MethodNotAllowed(_) => (405, "method-not-allowed", "Method not allowed", None),
-            Self::UnknownSymbol(_) => (404, "unknown-symbol", "Unknown symbol", None),
+            Self::UnknownSymbol(_) | Self::NotAllowed(_) => (404, "unknown-symbol", "Unknown symbol", None),
             Self::BadUpstream(_) => (502, "bad-upstream-response", "Bad upstream response", None),
             Self::RateLimited { retry_after_secs } => {
                 (503, "upstream-rate-limited", "Upstream rate limit reached", Some(*retry_after_secs))
@@ -94,7 +107,7 @@ impl Error {
                 (503, "upstream-misconfigured", "Upstream refused our credentials", Some(*retry_after_secs))
             }
             Self::Config(_) => (503, "service-misconfigured", "Service misconfigured", Some(60)),
-            Self::QuotaExhausted { retry_after_secs, .. } => {
+            Self::QuotaExhausted { retry_after_secs, .. } | Self::NewSymbolQuotaExhausted { retry_after_secs, .. } => {
                 (503, "upstream-quota-exhausted", "Daily upstream quota spent", Some(*retry_after_secs))
             }
             Self::CircuitOpen { retry_after_secs } => (503, "circuit-open", "Circuit breaker open", Some(*retry_after_secs)),
@@ -111,6 +124,7 @@ impl Error {
                 | Self::RateLimited { .. }
                 | Self::UpstreamMisconfigured { .. }
                 | Self::QuotaExhausted { .. }
+                | Self::NewSymbolQuotaExhausted { .. }
                 | Self::CircuitOpen { .. }
                 | Self::UpstreamTimeout(_)
         )
@@ -119,7 +133,14 @@ impl Error {
     /// Whether the failure says the upstream is unhealthy (feeds the breaker). A refused key is our
     /// misconfiguration: opening the breaker would only delay the fix (a rotated key) by the open time.
     pub fn counts_against_upstream(&self) -> bool {
-        self.allows_stale() && !matches!(self, Self::CircuitOpen { .. } | Self::UpstreamMisconfigured { .. } | Self::QuotaExhausted { .. })
+        self.allows_stale()
+            && !matches!(
+                self,
+                Self::CircuitOpen { .. }
+                    | Self::UpstreamMisconfigured { .. }
+                    | Self::QuotaExhausted { .. }
+                    | Self::NewSymbolQuotaExhausted { .. }
+            )
     }
 
     /// Converts an upstream refusal for `symbol`.
@@ -142,6 +163,7 @@ impl Error {
             Self::UpstreamMisconfigured { retry_after_secs } => format!("misconfigured:{retry_after_secs}"),
             Self::CircuitOpen { retry_after_secs } => format!("open:{retry_after_secs}"),
             Self::QuotaExhausted { quota, retry_after_secs } => format!("quota:{quota}:{retry_after_secs}"),
+            Self::NewSymbolQuotaExhausted { share, retry_after_secs } => format!("newquota:{share}:{retry_after_secs}"),
             Self::UpstreamTimeout(ms) => format!("timeout:{ms}"),
             other => format!("bad:{other}"),
         }
@@ -159,6 +181,10 @@ impl Error {
             "quota" => {
                 let (quota, retry) = rest.split_once(':').unwrap_or((rest, "1"));
                 Self::QuotaExhausted { quota: quota.parse().unwrap_or(0), retry_after_secs: retry.parse().unwrap_or(1) }
+            }
+            "newquota" => {
+                let (share, retry) = rest.split_once(':').unwrap_or((rest, "1"));
+                Self::NewSymbolQuotaExhausted { share: share.parse().unwrap_or(0), retry_after_secs: retry.parse().unwrap_or(1) }
             }
             "timeout" => Self::UpstreamTimeout(rest.parse().unwrap_or(0)),
             _ => Self::BadUpstream(rest.to_owned()),
@@ -186,6 +212,8 @@ mod tests {
             (Error::Config(config), 503, "service-misconfigured", Some(60)),
             (Error::CircuitOpen { retry_after_secs: 9 }, 503, "circuit-open", Some(9)),
             (Error::QuotaExhausted { quota: 25, retry_after_secs: 7 }, 503, "upstream-quota-exhausted", Some(7)),
+            (Error::NewSymbolQuotaExhausted { share: 5, retry_after_secs: 7 }, 503, "upstream-quota-exhausted", Some(7)),
+            (Error::NotAllowed("ZZZZ".into()), 404, "unknown-symbol", None),
             (Error::UpstreamTimeout(1000), 504, "upstream-timeout", None),
         ] {
             let problem = error.problem();
@@ -218,6 +246,7 @@ mod tests {
             Error::UpstreamMisconfigured { retry_after_secs: 3600 },
             Error::CircuitOpen { retry_after_secs: 12 },
             Error::QuotaExhausted { quota: 25, retry_after_secs: 3600 },
+            Error::NewSymbolQuotaExhausted { share: 5, retry_after_secs: 3600 },
             Error::UpstreamTimeout(2000),
             Error::BadUpstream("upstream answered HTTP 500".into()),
         ] {

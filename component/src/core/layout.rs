@@ -4,7 +4,7 @@
 //! never reads these keys; it learns the breaker through `stock:service/status`.
 //!
 //! Where keys live, and what bounds each bucket:
-//! - state (never evicted): the breaker's few keys, one quota counter per UTC day, and per symbol only the
+//! - state (never evicted): the breaker's few keys, two quota counters per UTC day (all calls, new symbols'), and per symbol only the
 //!   flight ticket and lease, which the leader removes when its flight ends. So the state bucket holds a fixed
 //!   set of keys, plus two per symbol whose upstream call is running right now (at most two per request in
 //!   flight), plus the rare ticket of a leader killed mid-call, which the next request for that symbol takes
@@ -94,6 +94,12 @@ pub fn refused_key(fingerprint: &str) -> Key {
 /// Upstream calls made on a UTC day (`YYYY-MM-DD`), a decimal counter any layout agrees on, in the state bucket.
 pub fn quota(day: &str) -> Key {
     state(format!("quota/{day}"))
+}
+
+/// Upstream calls made on a UTC day for symbols never served before (NEW_SYMBOL_QUOTA_PERCENT's share), a
+/// decimal counter, in the state bucket (one per day, like [`quota`]).
+pub fn new_symbol_quota(day: &str) -> Key {
+    state(format!("quota/{day}/new-symbols"))
 }
 
 /// `symbol`'s series in the cache bucket; the encoding carries its own magic (`cache::encode`).

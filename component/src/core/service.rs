@@ -65,6 +65,9 @@ pub fn typed_request(settings: &Settings, symbol: Option<&str>, days: Option<u32
 
 /// The last `days` closes of `symbol` with their average.
 pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u32) -> Result<Prices, Error> {
+    if !settings.allows(symbol) {
+        return Err(Error::NotAllowed(symbol.as_str().to_owned()));
+    }
     let (series, cache) = series_for(env, settings, symbol)?;
     let closes = series.window(days).to_vec();
     let values: Vec<Decimal> = closes.iter().map(|c| c.close).collect();
@@ -111,11 +114,10 @@ fn remembered_refusal(env: &impl Env, settings: &Settings, symbol: &Symbol) -> O
 /// The leader's work: re-check the cache and the remembered refusals (a previous leader may just have
 /// written either, after this request last looked), then ask the breaker.
 fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
-    let fresh = env
-        .kv_get(&layout::series(symbol.as_str()))
-        .and_then(|bytes| cache::decode(&bytes))
-        .filter(|s| freshness(s.fetched_at_ms, env.now_ms(), settings.cache_ttl_ms) == Freshness::Fresh);
-    if let Some(series) = fresh {
+    let cached = env.kv_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
+    // A symbol with a series in the cache, fresh or not, has answered before: it may use the whole quota.
+    let known = cached.is_some();
+    if let Some(series) = cached.filter(|s| freshness(s.fetched_at_ms, env.now_ms(), settings.cache_ttl_ms) == Freshness::Fresh) {
         return Ok(series);
     }
     if let Some(refusal) = remembered_refusal(env, settings, symbol) {
@@ -126,7 +128,7 @@ fn lead_flight(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<S
         env.log("no API key configured (config key apikey); not calling the upstream");
         return Err(Error::Config(ConfigError { key: stock_shared::settings::APIKEY.key, reason: "no API key is configured".into() }));
     }
-    upstream::guarded_call(env, settings, symbol)
+    upstream::guarded_call(env, settings, symbol, known)
 }
 
 fn stored_breaker(env: &impl Env) -> BreakerState {
@@ -444,6 +446,44 @@ mod tests {
     }
 
     #[test]
+    fn a_scanner_spends_only_the_new_symbols_share_and_known_symbols_are_still_refreshed() {
+        let env = env_with_series();
+        let s = settings();
+        assert_eq!((s.daily_quota, s.new_symbol_quota()), (25, Some(13)), "the defaults: 50 % of 25, rounded up");
+        closing_prices(&env, &s, &msft(), 2).expect("MSFT answers and is known from now on");
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(r#"{"Error Message": "Invalid API call."}"#));
+        let mut refused_by_share = 0;
+        for word in (0..50).map(|i| format!("WP{i}")) {
+            match closing_prices(&env, &s, &Symbol::parse(&word).expect("valid"), 2) {
+                Err(Error::UnknownSymbol(_)) => {}
+                Err(Error::NewSymbolQuotaExhausted { share: 13, .. }) => refused_by_share += 1,
+                other => panic!("{word}: {other:?}"),
+            }
+        }
+        assert_eq!(env.fetched.borrow().len(), 1 + 12, "MSFT, then the 12 calls left of the new symbols' share of 13");
+        assert_eq!(refused_by_share, 38);
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(&series_body(&[("2026-11-21", "13")])));
+        env.now.set(T0 + s.cache_ttl_ms + 1);
+        let refreshed = closing_prices(&env, &s, &msft(), 1).expect("a known symbol whose TTL ran out is refreshed");
+        assert_eq!((refreshed.cache, refreshed.average.to_string()), (CacheStatus::Miss, "13".into()));
+        assert_eq!(env.fetched.borrow().len(), 14);
+    }
+
+    #[test]
+    fn with_an_allowed_list_other_symbols_cost_no_call_and_answer_404() {
+        let env = env_with_series();
+        let mut s = settings();
+        s.allowed_symbols = vec![msft()];
+        for word in (0..50).map(|i| format!("WP{i}")) {
+            let answer = closing_prices(&env, &s, &Symbol::parse(&word).expect("valid"), 2);
+            assert_eq!(answer.map_err(|e| e.problem().status), Err(404), "{word}");
+        }
+        assert!(env.fetched.borrow().is_empty(), "no upstream call for a symbol outside the list");
+        assert!(closing_prices(&env, &s, &msft(), 2).is_ok());
+        assert_eq!(env.fetched.borrow().len(), 1);
+    }
+
+    #[test]
     fn per_symbol_leftovers_go_to_the_memo_bucket_never_to_state_or_cache() {
         // See the filed issue: 20,000 unknown symbols left 19,999 state keys, and ~12k pushed real series out
         // of the cache. Whatever the upstream answers, the state bucket keeps only fixed keys and the cache
@@ -452,9 +492,9 @@ mod tests {
         let refused = FakeEnv::ok(r#"{"Error Message": "the parameter apikey is invalid or missing."}"#);
         let day = utc_date(T0);
         for (answer, want_state, memo_per_symbol) in [
-            (unknown, vec![format!("quota/{day}")], 2),
-            (refused, vec![format!("quota/{day}")], 1),
-            (Err(FetchError::Timeout), vec![format!("quota/{day}")], 1),
+            (unknown, vec![format!("quota/{day}"), format!("quota/{day}/new-symbols")], 2),
+            (refused, vec![format!("quota/{day}"), format!("quota/{day}/new-symbols")], 1),
+            (Err(FetchError::Timeout), vec![format!("quota/{day}"), format!("quota/{day}/new-symbols")], 1),
         ] {
             let env = env_with_series();
             *env.default_answer.borrow_mut() = Some(answer.clone());

@@ -22,9 +22,10 @@ pub const RETRY_JITTER_MS: u64 = 200;
 /// A retry needs at least this much of the upstream timeout left, or it is not tried.
 pub const MIN_RETRY_BUDGET_MS: u64 = 500;
 
-/// Calls the upstream through the circuit breaker and records the result in it.
-pub fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
-    quota_left(env, settings)?;
+/// Calls the upstream through the circuit breaker and records the result in it. `known`: the symbol has
+/// answered before (its series is cached, fresh or not); others may spend only their share of the quota.
+pub fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol, known: bool) -> Result<Series, Error> {
+    quota_left(env, settings, known)?;
     let now = env.now_ms();
     let state = env.kv_get(&layout::breaker_state()).map_or(BreakerState::Closed, |b| BreakerState::decode(&b));
     let probe_ticket = match state.admit(now, settings.breaker_timeout_ms) {
@@ -39,7 +40,7 @@ pub fn guarded_call(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Res
             Some(ticket_key)
         }
     };
-    let result = call_upstream(env, settings, symbol);
+    let result = call_upstream(env, settings, symbol, known);
     record_in_breaker(env, settings, state, probe_ticket.is_some(), &result);
     if let Some(ticket_key) = probe_ticket {
         env.kv_delete(&ticket_key);
@@ -112,33 +113,46 @@ pub fn quota_report(env: &impl Env, settings: &Settings) -> QuotaReport {
     QuotaReport { day, used, limit: settings.daily_quota, retry_after_secs: spent.then(|| secs_until(now, next_utc_midnight(now))) }
 }
 
-/// Refuses when today's calls already reached the quota (0 = unlimited).
-fn quota_left(env: &impl Env, settings: &Settings) -> Result<(), Error> {
-    if settings.daily_quota == 0 {
-        return Ok(());
-    }
+/// Refuses when today's calls already reached the quota (0 = unlimited), or, for a symbol never served
+/// before, the share of it such symbols may spend.
+fn quota_left(env: &impl Env, settings: &Settings, known: bool) -> Result<(), Error> {
     let now = env.now_ms();
-    let used = stored_ms(env.kv_get(&layout::quota(&utc_date(now)))).unwrap_or(0);
-    if used >= settings.daily_quota {
+    let day = utc_date(now);
+    let used = |key| stored_ms(env.kv_get(&key)).unwrap_or(0);
+    if settings.daily_quota > 0 && used(layout::quota(&day)) >= settings.daily_quota {
         return Err(Error::QuotaExhausted { quota: settings.daily_quota, retry_after_secs: secs_until(now, next_utc_midnight(now)) });
     }
-    Ok(())
+    match settings.new_symbol_quota() {
+        Some(share) if !known && used(layout::new_symbol_quota(&day)) >= share => {
+            Err(Error::NewSymbolQuotaExhausted { share, retry_after_secs: secs_until(now, next_utc_midnight(now)) })
+        }
+        _ => Ok(()),
+    }
 }
 
-/// Counts one upstream call against today's quota; false when it would go past it.
-fn spend_quota(env: &impl Env, settings: &Settings) -> bool {
-    let used = env.kv_increment(&layout::quota(&utc_date(env.now_ms())), 1);
-    settings.daily_quota == 0 || used.is_none_or(|n| n <= settings.daily_quota)
+/// Counts one upstream call against today's quota (and a new symbol's against its share); refused
+/// when it would go past either.
+fn spend_quota(env: &impl Env, settings: &Settings, known: bool) -> Result<(), Error> {
+    let now = env.now_ms();
+    let day = utc_date(now);
+    let retry_after_secs = secs_until(now, next_utc_midnight(now));
+    let used = env.kv_increment(&layout::quota(&day), 1);
+    if settings.daily_quota > 0 && used.is_some_and(|n| n > settings.daily_quota) {
+        return Err(Error::QuotaExhausted { quota: settings.daily_quota, retry_after_secs });
+    }
+    match settings.new_symbol_quota() {
+        Some(share) if !known && env.kv_increment(&layout::new_symbol_quota(&day), 1).is_some_and(|n| n > share) => {
+            Err(Error::NewSymbolQuotaExhausted { share, retry_after_secs })
+        }
+        _ => Ok(()),
+    }
 }
 
-fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Series, Error> {
+fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol, known: bool) -> Result<Series, Error> {
     let url = query_url(&settings.upstream_url, symbol, &settings.apikey);
-    if !spend_quota(env, settings) {
-        let now = env.now_ms();
-        return Err(Error::QuotaExhausted { quota: settings.daily_quota, retry_after_secs: secs_until(now, next_utc_midnight(now)) });
-    }
+    spend_quota(env, settings, known)?;
     let started = env.now_ms();
-    let fetched = fetch_with_one_retry(env, settings, &url);
+    let fetched = fetch_with_one_retry(env, settings, &url, known);
     let elapsed = env.now_ms().saturating_sub(started);
     let result = fetched
         .map_err(|e| match e {
@@ -159,7 +173,7 @@ fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result
 
 /// One call, and one more after a jittered backoff when the first failed in a way that may pass
 /// (connection refused or reset, 502, 503), within the same upstream timeout and the quota.
-fn fetch_with_one_retry(env: &impl Env, settings: &Settings, url: &str) -> Result<Fetched, FetchError> {
+fn fetch_with_one_retry(env: &impl Env, settings: &Settings, url: &str, known: bool) -> Result<Fetched, FetchError> {
     let started = env.now_ms();
     let first = env.fetch(url, settings.upstream_timeout_ms);
     if !is_transient(&first) {
@@ -168,7 +182,7 @@ fn fetch_with_one_retry(env: &impl Env, settings: &Settings, url: &str) -> Resul
     let backoff = RETRY_BACKOFF_MS + env.random_u64() % (RETRY_JITTER_MS + 1);
     let elapsed = env.now_ms().saturating_sub(started);
     let budget = settings.upstream_timeout_ms.saturating_sub(elapsed + backoff);
-    if budget < MIN_RETRY_BUDGET_MS || !spend_quota(env, settings) {
+    if budget < MIN_RETRY_BUDGET_MS || spend_quota(env, settings, known).is_err() {
         return first;
     }
     env.sleep_ms(backoff);

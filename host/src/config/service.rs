@@ -46,6 +46,14 @@ pub struct ServiceOptions {
     /// How long "unknown symbol" answers are remembered, 0 = not at all (the component checks it).
     #[arg(long, env = settings::NEGATIVE_CACHE_TTL.env, default_value = default_of(settings::NEGATIVE_CACHE_TTL))]
     pub negative_cache_ttl: String,
+    /// The only symbols served, comma-separated (`MSFT,IBM`); any other answers 404 with no upstream
+    /// call. Empty: any symbol (the component checks it).
+    #[arg(long, env = settings::ALLOWED_SYMBOLS.env, default_value = default_of(settings::ALLOWED_SYMBOLS))]
+    pub allowed_symbols: String,
+    /// Percent of UPSTREAM_DAILY_QUOTA that symbols never served before may spend; the rest is kept
+    /// for symbols that have answered (the component checks it).
+    #[arg(long, env = settings::NEW_SYMBOL_QUOTA_PERCENT.env, default_value = default_of(settings::NEW_SYMBOL_QUOTA_PERCENT))]
+    pub new_symbol_quota_percent: String,
     /// Deadline for one upstream call (the host caps every outgoing request with it too).
     #[arg(long, env = settings::UPSTREAM_TIMEOUT.env, default_value = default_of(settings::UPSTREAM_TIMEOUT), value_parser = parse_positive_duration)]
     pub upstream_timeout: Duration,
@@ -69,6 +77,8 @@ impl ServiceOptions {
             (settings::BREAKER_TIMEOUT, self.circuit_breaker_timeout.clone()),
             (settings::UPSTREAM_DAILY_QUOTA, self.upstream_daily_quota.clone()),
             (settings::NEGATIVE_CACHE_TTL, self.negative_cache_ttl.clone()),
+            (settings::ALLOWED_SYMBOLS, self.allowed_symbols.clone()),
+            (settings::NEW_SYMBOL_QUOTA_PERCENT, self.new_symbol_quota_percent.clone()),
         ]
         .into_iter()
         .map(|(setting, value)| (setting.key.to_owned(), value))

@@ -142,7 +142,8 @@ fn unknown_symbols_and_a_refused_key_do_not_burn_the_quota() {
 #[test]
 fn the_daily_quota_is_enforced_with_retry_after_and_stale_or_cached_data_still_served() {
     let sim = Sim::start();
-    let host = Host::with_sim(&sim, "quota-key", &[("UPSTREAM_DAILY_QUOTA", "2")]);
+    // The whole quota for any symbol: the share kept from new symbols has its own test.
+    let host = Host::with_sim(&sim, "quota-key", &[("UPSTREAM_DAILY_QUOTA", "2"), ("NEW_SYMBOL_QUOTA_PERCENT", "100")]);
     assert_eq!(get(host.addr, "/MSFT/7").status, 200);
     assert_eq!(get(host.addr, "/IBM/7").status, 200);
     let spent = get(host.addr, "/AAPL/7");
@@ -154,6 +155,49 @@ fn the_daily_quota_is_enforced_with_retry_after_and_stale_or_cached_data_still_s
     assert_eq!(get(host.addr, "/MSFT/3").header("x-cache"), Some("HIT"), "cached data is still served");
     assert_eq!(host.metric("stock_api_upstream_quota_used"), 2.0);
     assert_eq!(host.metric("stock_api_upstream_quota_limit"), 2.0);
+}
+
+#[test]
+fn a_scanner_cannot_spend_the_day_and_an_allowed_list_makes_unknown_words_cost_nothing() {
+    let words: Vec<String> = ["admin", "wp-login", "version", "login", ".env"]
+        .iter()
+        .map(|w| (*w).to_owned())
+        .chain((0..45).map(|i| format!("scan{i}")))
+        .collect();
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "scanner-key", &[("CACHE_TTL", "2s")]);
+    assert_eq!(get(host.addr, "/MSFT/3").status, 200, "MSFT has answered: it is a known symbol from now on");
+    let mut refused = 0;
+    for word in &words {
+        let reply = get(host.addr, &format!("/{word}"));
+        match reply.status {
+            404 => assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/unknown-symbol"),
+            503 => {
+                assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/upstream-quota-exhausted");
+                assert!(reply.json()["detail"].as_str().is_some_and(|d| d.contains("symbols not served before")), "{}", reply.body);
+                refused += 1;
+            }
+            other => panic!("/{word}: {other} {}", reply.body),
+        }
+    }
+    // UPSTREAM_DAILY_QUOTA 25 and NEW_SYMBOL_QUOTA_PERCENT 50: new symbols may spend 13 calls, MSFT's first included.
+    assert_eq!(sim.calls(), 13, "50 unknown words spent only the new symbols' share");
+    assert_eq!(refused, 50 - 12);
+    std::thread::sleep(Duration::from_millis(2_100));
+    let refreshed = get(host.addr, "/MSFT/3");
+    assert_eq!((refreshed.status, refreshed.header("x-cache")), (200, Some("MISS")), "a known symbol whose TTL ran out is refreshed");
+    assert_eq!(sim.calls_for("MSFT"), 2);
+    assert_eq!(host.metric("stock_api_upstream_quota_used"), 14.0);
+
+    let listed = Sim::start();
+    let host = Host::with_sim(&listed, "allowed-key", &[("ALLOWED_SYMBOLS", "MSFT,IBM")]);
+    for word in &words {
+        let reply = get(host.addr, &format!("/{word}"));
+        assert_eq!(reply.status, 404, "/{word}: {}", reply.body);
+    }
+    assert_eq!(listed.calls(), 0, "with an allowed list, the 50 words cost no upstream call");
+    assert_eq!(get(host.addr, "/IBM/3").status, 200);
+    assert_eq!(listed.calls(), 1);
 }
 
 #[test]
