@@ -165,9 +165,26 @@ fn read_body(response: IncomingResponse, deadline: &Pollable) -> Result<Vec<u8>,
     }
 }
 
+/// A `wasi:http` error as the problem's detail says it: in words. The debug form goes to the log only.
 fn describe(code: ErrorCode) -> FetchError {
-    match code {
-        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => FetchError::Timeout,
-        other => FetchError::Failed(format!("{other:?}")),
-    }
+    let words = match &code {
+        ErrorCode::ConnectionTimeout | ErrorCode::ConnectionReadTimeout | ErrorCode::ConnectionWriteTimeout => {
+            return FetchError::Timeout;
+        }
+        ErrorCode::DnsTimeout => "the upstream's name did not resolve in time",
+        ErrorCode::DnsError(_) => "the upstream's name does not resolve",
+        ErrorCode::DestinationNotFound | ErrorCode::DestinationUnavailable => "the upstream host cannot be reached",
+        ErrorCode::DestinationIpProhibited | ErrorCode::DestinationIpUnroutable => "the upstream address cannot be reached from here",
+        ErrorCode::ConnectionRefused => "the upstream refused the connection",
+        ErrorCode::ConnectionTerminated => "the upstream closed the connection",
+        ErrorCode::ConnectionLimitReached => "too many connections to the upstream are open",
+        ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => "the TLS handshake with the upstream failed",
+        ErrorCode::TlsCertificateError => "the upstream's TLS certificate is not trusted",
+        ErrorCode::HttpRequestDenied => "the host refused the outgoing request (only ALPHAVANTAGE_URL may be called)",
+        ErrorCode::HttpProtocolError => "the upstream did not speak HTTP",
+        ErrorCode::HttpResponseIncomplete => "the upstream's answer ended early",
+        _ => "the outgoing request failed",
+    };
+    eprintln!("upstream request failed: {code:?}");
+    FetchError::Failed(words.to_owned())
 }

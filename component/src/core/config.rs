@@ -50,7 +50,7 @@ impl Settings {
 
 /// A configuration value that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("configuration key {key} has an invalid value: {reason}")]
+#[error("{} (wasi:config key {key}): {reason}", settings::by_key(key).map_or(*key, |s| s.env))]
 pub struct ConfigError {
     /// The offending key.
     pub key: &'static str,

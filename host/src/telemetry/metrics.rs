@@ -23,6 +23,8 @@ pub const CIRCUIT_BREAKER_TRANSITIONS_TOTAL: &str = "stock_api_circuit_breaker_t
 pub const EXTERNAL_CALLS_TOTAL: &str = "stock_api_external_calls_total";
 /// Upstream call time to the response head.
 pub const EXTERNAL_CALL_DURATION_SECONDS: &str = "stock_api_external_call_duration_seconds";
+/// This host binary (value 1): its version, git commit and wasmtime version.
+pub const BUILD_INFO: &str = "stock_host_build_info";
 /// The running component (value 1), by version.
 pub const COMPONENT_INFO: &str = "stock_host_component_info";
 /// Time to instantiate the component for one request.
@@ -225,6 +227,12 @@ impl Metrics {
             &[LABEL_ROUTE, LABEL_VERSION],
         )?;
         registry.register(Box::new(request_duration.clone()))?;
+        let build_info = IntGaugeVec::new(
+            Opts::new(BUILD_INFO, "This host binary (value 1): version, git commit, wasmtime."),
+            &["version", "commit", "wasmtime"],
+        )?;
+        registry.register(Box::new(build_info.clone()))?;
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION"), env!("STOCK_HOST_COMMIT"), env!("STOCK_HOST_WASMTIME")]).set(1);
         let component_info = IntGaugeVec::new(
             Opts::new(COMPONENT_INFO, "The running component (value 1), by version and digest."),
             &[LABEL_VERSION, LABEL_DIGEST],

@@ -209,6 +209,8 @@ fn an_empty_key_behaves_like_no_key_and_names_the_configuration_not_the_upstream
     let reply = get(host.addr, "/MSFT/7");
     assert_eq!(reply.status, 503, "{}", reply.body);
     assert_eq!(reply.json()["type"], "https://stock-service.dev/problems/service-misconfigured");
+    let detail = reply.json()["detail"].as_str().unwrap_or_default().to_owned();
+    assert!(detail.starts_with("APIKEY (wasi:config key apikey)"), "the detail names the variable an operator sets: {detail}");
     assert_eq!(reply.header("retry-after"), Some("60"));
     assert_eq!(sim.calls(), 0, "no call is made without a key");
     assert!(host.logs().contains("no APIKEY or APIKEY_FILE"), "startup warns:\n{}", host.logs());
@@ -250,4 +252,16 @@ fn the_docs_page_and_its_bundle_are_served_by_the_host_with_a_same_origin_policy
     // Positive control: a prices request from the same host is counted, so the zero above was measured.
     assert_eq!(get(host.addr, "/MSFT/7").status, 200);
     assert_eq!(sim.calls(), 1, "a prices request reaches the simulator");
+}
+
+#[test]
+fn an_unreachable_upstream_is_said_in_words_and_the_debug_form_stays_in_the_log() {
+    let closed = free_port();
+    let url = format!("http://127.0.0.1:{closed}/query");
+    let host = Host::start(&[("ALPHAVANTAGE_URL", url.as_str()), ("APIKEY", "words-key")]);
+    let reply = get(host.addr, "/MSFT/7");
+    assert_eq!(reply.status, 502, "{}", reply.body);
+    assert_eq!(reply.json()["detail"], "upstream unreachable: the upstream refused the connection");
+    assert!(!reply.body.contains("ErrorCode"), "no Rust debug text in the answer: {}", reply.body);
+    wait_until(Duration::from_secs(5), "the debug form in the log", || host.logs().contains("ConnectionRefused"));
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::*;
 
-const SEED_AND_HOST_METRICS: [&str; 16] = [
+const SEED_AND_HOST_METRICS: [&str; 17] = [
     "stock_api_requests_total",
     "stock_api_request_duration_seconds",
     "stock_api_cache_hits_total",
@@ -15,6 +15,7 @@ const SEED_AND_HOST_METRICS: [&str; 16] = [
     "stock_api_external_calls_total",
     "stock_api_external_call_duration_seconds",
     "stock_host_component_info",
+    "stock_host_build_info",
     "stock_host_instantiation_seconds",
     "stock_host_traps_total",
     "stock_host_in_flight_requests",
@@ -44,6 +45,11 @@ fn metrics_have_every_name_and_pass_promtool() {
         2.0
     );
     assert_eq!(host.component_info(&version), Some(1.0));
+    let build = host.metrics().lines().find(|l| l.starts_with("stock_host_build_info{")).unwrap_or_default().to_owned();
+    assert!(
+        build.contains(&format!("version=\"{}\"", env!("CARGO_PKG_VERSION"))) && build.contains("wasmtime=\"48.") && build.ends_with(" 1"),
+        "the host's build information: {build}"
+    );
     let info = host.metrics().lines().find(|l| l.starts_with("stock_host_component_info{")).unwrap_or_default().to_owned();
     let running = get(host.admin, "/admin/component").json();
     let digest = running["running"]["digest"].as_str().expect("running digest").to_owned();
