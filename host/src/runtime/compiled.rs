@@ -18,6 +18,14 @@ use wasmtime::component::Component;
 
 use super::identity::digest;
 
+/// Why a cached compiled build was not used.
+enum Unusable {
+    /// Not this user's, or not the bytes written: removed.
+    Damaged(String),
+    /// Intact, but wasmtime refuses it with this engine (its limits): kept for the settings it fits.
+    Refused(String),
+}
+
 /// Compiled builds kept on disk (the oldest go first); a few MiB each.
 pub const KEPT_COMPILED: usize = 8;
 
@@ -28,14 +36,16 @@ pub struct CompiledCache {
 }
 
 impl CompiledCache {
-    /// The cache under `root` for `engine`; `None` (with a warning) when the directory cannot be made
-    /// private to this user, and always for an empty `root` (the cache switched off).
-    pub fn open(root: &Path, engine: &Engine, results: IntCounterVec) -> Option<Self> {
+    /// The cache under `root` for `engine` with `limits` (what else decides whether compiled code loads,
+    /// such as the memory cap); `None` (with a warning) when the directory cannot be made private to this
+    /// user, and always for an empty `root` (the cache switched off).
+    pub fn open(root: &Path, engine: &Engine, limits: &str, results: IntCounterVec) -> Option<Self> {
         if root.as_os_str().is_empty() {
             return None;
         }
         let mut hasher = DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
+        limits.hash(&mut hasher);
         let dir = root.join("compiled").join(format!("{:016x}", hasher.finish()));
         let usable = crate::files::create_private_dir(&dir).map_err(|e| e.to_string()).and_then(|()| owned_privately(root, &dir));
         match usable {
@@ -55,16 +65,16 @@ impl CompiledCache {
             return None;
         }
         let checked = (|| {
-            owned_by_me(&code)?;
-            let bytes = std::fs::read(&code).map_err(|e| e.to_string())?;
-            let expected = std::fs::read_to_string(&sum).map_err(|e| format!("its checksum: {e}"))?;
+            owned_by_me(&code).map_err(Unusable::Damaged)?;
+            let bytes = std::fs::read(&code).map_err(|e| Unusable::Damaged(e.to_string()))?;
+            let expected = std::fs::read_to_string(&sum).map_err(|e| Unusable::Damaged(format!("its checksum: {e}")))?;
             if digest(&bytes) != expected.trim() {
-                return Err("its bytes do not match the checksum written with them (truncated or corrupted)".to_owned());
+                return Err(Unusable::Damaged("its bytes do not match the checksum written with them (truncated or corrupted)".to_owned()));
             }
             // SAFETY: the bytes were written by this host (Component::serialize) into a directory only
             // this user can write, and they hash to what was written with them; wasmtime also checks
             // they were made by this wasmtime version and engine configuration.
-            unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| format!("{e:#}"))
+            unsafe { Component::deserialize(engine, &bytes) }.map_err(|e| Unusable::Refused(format!("{e:#}")))
         })();
         match checked {
             Ok(component) => {
@@ -74,7 +84,14 @@ impl CompiledCache {
                 tracing::debug!(digest = component_digest, "compiled build read from the cache");
                 Some(component)
             }
-            Err(reason) => {
+            Err(Unusable::Refused(reason)) => {
+                // Intact, but not for this engine's limits (another MAX_MEMORY_MIB shares the cache): the
+                // compile that follows says what is wrong, if anything, in its own words.
+                self.results.with_label_values(&["miss"]).inc();
+                tracing::debug!(file = %code.display(), %reason, "a cached compiled build does not load with these settings; compiling");
+                None
+            }
+            Err(Unusable::Damaged(reason)) => {
                 self.results.with_label_values(&["error"]).inc();
                 tracing::warn!(file = %code.display(), %reason, "a cached compiled build is not used; compiling again");
                 let _ = std::fs::remove_file(&code);
@@ -155,7 +172,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         let engine = Engine::default();
         let results = results();
-        let cache = CompiledCache::open(&root, &engine, results.clone()).expect("a private directory");
+        let cache = CompiledCache::open(&root, &engine, "", results.clone()).expect("a private directory");
         let name = digest(WAT.as_bytes());
         assert!(cache.load(&engine, &name).is_none());
         cache.store(&Component::new(&engine, WAT).expect("compiles"), &name);
@@ -167,7 +184,7 @@ mod tests {
         assert!(!code.exists(), "and removed");
         let counts: Vec<u64> = ["hit", "miss", "error"].iter().map(|r| results.with_label_values(&[r]).get()).collect();
         assert_eq!(counts, [1, 1, 1]);
-        assert!(CompiledCache::open(Path::new(""), &engine, results).is_none(), "an empty COMPONENT_CACHE_DIR switches it off");
+        assert!(CompiledCache::open(Path::new(""), &engine, "", results).is_none(), "an empty COMPONENT_CACHE_DIR switches it off");
         let _ = std::fs::remove_dir_all(root);
     }
 
@@ -179,7 +196,7 @@ mod tests {
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).expect("dir");
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o777)).expect("chmod");
-        assert!(CompiledCache::open(&root, &Engine::default(), results()).is_none());
+        assert!(CompiledCache::open(&root, &Engine::default(), "", results()).is_none());
         let _ = std::fs::remove_dir_all(root);
     }
 }

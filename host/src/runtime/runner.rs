@@ -61,7 +61,8 @@ impl Runtime {
         let slots = Slots::new(concurrency, usize::try_from(options.max_concurrency_per_symbol).unwrap_or(1));
         let ticker = EpochTicker::spawn(engine.clone())?;
         EgressPolicy::touch_labels(&metrics);
-        let compiled = CompiledCache::open(cache_dir, &engine, metrics.compiled_cache.clone()).map(Arc::new);
+        let limits = format!("max-memory-bytes={max_memory_bytes}");
+        let compiled = CompiledCache::open(cache_dir, &engine, &limits, metrics.compiled_cache.clone()).map(Arc::new);
         Ok(Self {
             engine,
             linker,
