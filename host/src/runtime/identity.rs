@@ -12,6 +12,11 @@ pub fn digest(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
+/// `sha256:HEX` of `bytes`: the same digest as an OCI descriptor writes it.
+pub fn oci_digest(bytes: &[u8]) -> String {
+    format!("sha256:{}", digest(bytes))
+}
+
 /// A build's version: the first 12 hex digits of its digest (the one rule for every log line, metric
 /// label, header and record).
 pub fn version_of_digest(digest: &str) -> &str {

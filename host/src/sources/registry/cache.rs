@@ -13,7 +13,7 @@ use crate::files::{prune_oldest, touch, write_atomically};
 /// Blobs kept (manifests and components; the oldest go first): about as many builds as the builds
 /// room keeps compiled, with room for their manifests, so an emptyDir of a few hundred MiB suffices.
 pub const KEPT_BLOBS: usize = 16;
-use crate::runtime::engine::digest;
+use crate::runtime::identity::{digest, oci_digest};
 
 /// The blob cache at one directory (or none: COMPONENT_CACHE_DIR empty).
 #[derive(Debug, Clone)]
@@ -31,7 +31,7 @@ impl BlobCache {
     pub fn get(&self, blob_digest: &str) -> Option<Bytes> {
         let path = self.blob_path(blob_digest)?;
         let bytes = std::fs::read(&path).ok()?;
-        if format!("sha256:{}", digest(&bytes)) == blob_digest {
+        if oci_digest(&bytes) == blob_digest {
             return Some(Bytes::from(bytes));
         }
         tracing::warn!(path = %path.display(), digest = blob_digest, "a cached blob does not match its digest (corrupted or truncated); removed, it will be pulled again");
@@ -106,7 +106,7 @@ mod tests {
         let dir = temp("verify");
         let cache = BlobCache::new(Some(&dir));
         let blob = b"(component)";
-        let name = format!("sha256:{}", digest(blob));
+        let name = oci_digest(blob);
         assert_eq!(cache.get(&name), None);
         cache.put(&name, blob);
         assert_eq!(cache.get(&name).as_deref(), Some(&blob[..]));

@@ -17,6 +17,7 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
 use super::auth::{Challenge, Credentials, credentials_for, parse_challenge};
+use crate::runtime::identity::oci_digest;
 
 /// One request (connect, send, headers) may take this long.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -106,7 +107,7 @@ impl RegistryClient {
             Some(digest) => crate::config::oci_reference::parse_digest(digest)
                 .map_err(|reason| RegistryError::Invalid { registry: self.registry.clone(), reason }),
             // Some registries answer a HEAD without the digest: the manifest itself is small.
-            None => Ok(format!("sha256:{}", crate::runtime::engine::digest(&self.manifest(repository, reference).await?.0))),
+            None => Ok(oci_digest(&self.manifest(repository, reference).await?.0)),
         }
     }
 
@@ -165,7 +166,7 @@ impl RegistryClient {
         let response = self.send(Method::PUT, &url, repository, Access::Push, None, Some((manifest.clone(), Some(media_type)))).await?;
         let response = self.expect_status(response, StatusCode::CREATED, format!("manifest {repository}:{tag}")).await?;
         let stored = response.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_owned);
-        Ok(stored.unwrap_or_else(|| format!("sha256:{}", crate::runtime::engine::digest(&manifest))))
+        Ok(stored.unwrap_or_else(|| oci_digest(&manifest)))
     }
 
     /// Sends a request to the registry, answering its challenge once if it asks for credentials.

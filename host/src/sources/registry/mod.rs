@@ -23,7 +23,8 @@ use tokio::task::JoinHandle;
 use crate::builds::{Builds, Candidate, MAX_COMPONENT_BYTES, Mode, Source, SwapResult};
 use crate::config::component::ComponentOptions;
 use crate::config::oci_reference::OciReference;
-use crate::runtime::engine::{LoadError, LoadStep, digest};
+use crate::runtime::engine::{LoadError, LoadStep};
+use crate::runtime::identity::{digest, oci_digest};
 use crate::telemetry::metrics::{Metrics, REGISTRY_POLL_RESULTS, REGISTRY_PULL_RESULTS};
 use cache::BlobCache;
 use client::{RegistryClient, RegistryError};
@@ -280,7 +281,7 @@ impl RegistrySource {
             Some(bytes) => bytes,
             None => {
                 let (bytes, content_type) = self.client.manifest(repository, manifest_digest).await.map_err(|e| self.pull_failed(e))?;
-                let actual = format!("sha256:{}", digest(&bytes));
+                let actual = oci_digest(&bytes);
                 if actual != manifest_digest {
                     return Err(self.refused(LoadStep::Digest, format!("the manifest hashes to {actual}, not {manifest_digest}"), None));
                 }
@@ -304,7 +305,7 @@ impl RegistrySource {
                     return Err(self.refused(LoadStep::Digest, reason, Some(layer.digest.clone())));
                 }
                 // A blob that does not match is not cached; the door refuses it by its digest.
-                if format!("sha256:{}", digest(&bytes)) == layer.digest {
+                if oci_digest(&bytes) == layer.digest {
                     self.cache.put(&layer.digest, &bytes);
                 }
                 downloaded = true;
@@ -347,7 +348,7 @@ impl RegistrySource {
                 continue;
             };
             let payload = self.client.blob(repository, &layer.digest, MAX_SIGNATURE_BYTES).await.map_err(|e| self.pull_failed(e))?;
-            if format!("sha256:{}", digest(&payload)) != layer.digest {
+            if oci_digest(&payload) != layer.digest {
                 reasons.push(format!("payload {} does not match its digest", layer.digest));
                 continue;
             }

@@ -9,7 +9,7 @@ use super::artifact::{self, Descriptor, OCI_MANIFEST, WASM_CONFIG, WASM_LAYER};
 use super::client::RegistryClient;
 use crate::builds::MAX_COMPONENT_BYTES;
 use crate::config::PushConfig;
-use crate::runtime::engine::digest;
+use crate::runtime::identity::oci_digest;
 
 /// Pushes the component `config` names and returns the manifest digest the registry stored.
 pub async fn push(config: &PushConfig) -> anyhow::Result<String> {
@@ -27,14 +27,14 @@ pub async fn push(config: &PushConfig) -> anyhow::Result<String> {
     let client = RegistryClient::new(&reference.registry, config.is_insecure(&reference.registry), config.registry_auth_file.clone());
     let layer = Descriptor {
         media_type: WASM_LAYER.to_owned(),
-        digest: format!("sha256:{}", digest(&component)),
+        digest: oci_digest(&component),
         size: component.len() as u64,
         annotations: Default::default(),
     };
     let config_blob = artifact::config_blob(&layer.digest, &created());
     let config_descriptor = Descriptor {
         media_type: WASM_CONFIG.to_owned(),
-        digest: format!("sha256:{}", digest(&config_blob)),
+        digest: oci_digest(&config_blob),
         size: config_blob.len() as u64,
         annotations: Default::default(),
     };
