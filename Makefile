@@ -15,7 +15,7 @@ SIM               := target/release/alphavantage-sim
 PORT              ?= 8080
 ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
-BIND              ?= 0.0.0.0
+BIND              ?= 127.0.0.1
 SCHEMATHESIS      := 4.32.5
 SPEC_VALIDATOR    := 0.9.0
 CRYPTOGRAPHY      := 48.0.0
@@ -86,12 +86,16 @@ host: docs-assets ## build stock-host and alphavantage-sim (release)
 build: component host ## build everything
 
 run: build ## serve on :$(PORT) (admin :$(ADMIN_PORT)); without APIKEY, against the local simulator
+	@for var in PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) SIM_PORT=$(SIM_PORT); do case "$${var#*=}" in ''|*[!0-9]*) \
+	  echo "make run: $$var is not a port number (1-65535)" >&2; exit 2;; esac; done
 	@if [ -n "$${APIKEY:-}$${APIKEY_FILE:-}" ]; then \
 	  echo "serving the real Alpha Vantage API on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT))"; \
 	  exec env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) BIND=$(BIND) COMPONENT=$(COMPONENT) $(HOST) serve; \
 	else \
 	  echo "no APIKEY: starting alphavantage-sim on 127.0.0.1:$(SIM_PORT) (deterministic sample data, not market prices)"; \
-	  $(SIM) --addr 127.0.0.1:$(SIM_PORT) & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \
+	  $(SIM) --addr 127.0.0.1:$(SIM_PORT) 2>target/sim.log & sim=$$!; trap 'kill $$sim 2>/dev/null || true' EXIT; \
+	  for _ in $$(seq 1 50); do kill -0 $$sim 2>/dev/null || break; (exec 3<>/dev/tcp/127.0.0.1/$(SIM_PORT)) 2>/dev/null && break; sleep 0.1; done; \
+	  sleep 0.2; kill -0 $$sim 2>/dev/null || { echo "make run: the simulator cannot listen on 127.0.0.1:$(SIM_PORT) (in use?): choose another with SIM_PORT=..." >&2; exit 1; }; \
 	  echo "serving on http://localhost:$(PORT) (metrics on :$(ADMIN_PORT)); try: curl localhost:$(PORT)/MSFT/7"; \
 	  env PORT=$(PORT) ADMIN_PORT=$(ADMIN_PORT) BIND=$(BIND) COMPONENT=$(COMPONENT) APIKEY=sample-key \
 	    ALPHAVANTAGE_URL=http://127.0.0.1:$(SIM_PORT)/query $(HOST) serve; \

@@ -155,7 +155,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         component = %config.component.component,
         version = %stable.origin.version,
         upstream = %config.service.upstream_authority(),
-        "listening on http://{traffic_addr}"
+        "listening on http://{}: try /{}/{} (prices), /docs (API reference); metrics on http://{}/metrics",
+        browsable(traffic_addr),
+        config.service.symbol,
+        config.service.ndays,
+        browsable(admin_addr),
     );
     let server = Server::new(builds, runtime, listen, admin_auth, spans.clone(), registry.map(|(source, _)| source));
     let served = http::serve(server, traffic, admin, shutdown_signal()).await;
@@ -165,6 +169,11 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     }
     served?;
     Ok(())
+}
+
+/// `addr` as a user can open it: `localhost` for an address bound on every interface.
+fn browsable(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
 }
 
 /// The keyvalue buckets KV_URL asks for; with Redis, the prober that keeps it connected.

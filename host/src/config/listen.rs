@@ -30,8 +30,9 @@ pub struct ListenOptions {
     /// POST /admin/promote, POST /admin/rollback). Keep it off any Service that faces clients.
     #[arg(long, env = "ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT, value_parser = parse_port)]
     pub admin_port: u16,
-    /// Address both ports bind to.
-    #[arg(long, env = "BIND", default_value_t = IpAddr::V4(Ipv4Addr::UNSPECIFIED))]
+    /// Address both ports bind to: loopback by default, so a workstation never shows its admin port
+    /// to the network (the container image sets 0.0.0.0).
+    #[arg(long, env = "BIND", default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
     pub bind: IpAddr,
     /// Bearer token for the admin writes (PUT /admin/component, POST /admin/promote, POST
     /// /admin/rollback); empty means none. Never logged.
