@@ -175,7 +175,7 @@ pub fn breaker_json(report: &BreakerReport) -> String {
         "state": report.state.name(),
         "consecutive_failures": report.consecutive_failures,
         "threshold": report.threshold,
-        "open_for_seconds": report.open_secs,
+        "open_period_seconds": report.open_secs,
     });
     if let Some(retry) = report.retry_after_secs {
         doc["retry_after_seconds"] = retry.into();
@@ -521,7 +521,7 @@ mod tests {
         let doc: serde_json::Value = serde_json::from_str(&breaker_json(&breaker_report(&env, &settings()))).expect("json");
         assert_eq!(
             doc,
-            serde_json::json!({"state": "open", "consecutive_failures": 2, "threshold": 3, "open_for_seconds": 30, "retry_after_seconds": 5})
+            serde_json::json!({"state": "open", "consecutive_failures": 2, "threshold": 3, "open_period_seconds": 30, "retry_after_seconds": 5})
         );
     }
 
