@@ -126,3 +126,75 @@ fn the_image_has_no_shell_and_runs_as_a_numeric_non_root_user() {
     let stop_signal = docker(&["image", "inspect", "-f", "{{.Config.StopSignal}}", &image]);
     assert_eq!(String::from_utf8_lossy(&stop_signal.stdout).trim(), "SIGTERM");
 }
+
+/// The `docker run` command the README documents under `<!-- docker-run:{name} -->`, as arguments
+/// (line continuations joined), with its image, host ports and key replaced for this run.
+fn documented_docker_run(name: &str, image: &str, replace: &[(&str, String)]) -> Vec<String> {
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README.md");
+    let marker = format!("<!-- docker-run:{name} -->");
+    let block = readme.split_once(&marker).unwrap_or_else(|| panic!("README.md has no {marker}")).1;
+    let command: String = block.split("```").nth(1).expect("a code block after the marker").replace("\\\n", " ");
+    let mut command = command.trim().to_owned();
+    for (from, to) in replace {
+        assert!(command.contains(from), "the documented command has no {from:?}: {command}");
+        command = command.replace(from, to);
+    }
+    let args: Vec<String> = command.split_whitespace().map(str::to_owned).collect();
+    assert_eq!(args.first().map(String::as_str), Some("docker"));
+    let mut args: Vec<String> = args.into_iter().skip(1).collect();
+    let last = args.pop().expect("the image");
+    assert_eq!(last, "stock-host:dev", "the README names the image make image builds");
+    // Detached here (the README's is in the foreground), and the image under test.
+    let at = args.iter().position(|a| a == "run").expect("docker run") + 1;
+    args.insert(at, "-d".to_owned());
+    args.push(image.to_owned());
+    args
+}
+
+#[test]
+fn the_docker_run_commands_in_the_readme_work_as_written() {
+    let Some(image) = image() else { return };
+    // With a real key: the ports published on loopback; /health and /ready need no upstream.
+    let (port, admin) = (free_port(), free_port());
+    let args = documented_docker_run(
+        "real-key",
+        &image,
+        &[
+            ("127.0.0.1:8080:8080", format!("127.0.0.1:{port}:8080")),
+            ("127.0.0.1:9090:9090", format!("127.0.0.1:{admin}:9090")),
+            ("your-alpha-vantage-key", "readme-key".to_owned()),
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = docker(&args);
+    assert!(started.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&started.stderr));
+    let _container = Container(String::from_utf8_lossy(&started.stdout).trim().to_owned());
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_until(Duration::from_secs(30), "/ready through the published port", || {
+        try_request(addr, "GET", "/ready", Duration::from_secs(2)).is_ok_and(|r| r.status == 200)
+    });
+    let admin_addr = format!("127.0.0.1:{admin}").parse().expect("addr");
+    assert!(get(admin_addr, "/metrics").body.contains("stock_host_build_info"), "the admin port is published too");
+
+    // Against the simulator on the host's loopback.
+    let sim = Sim::start();
+    let sim_port = sim.url().split(':').nth(2).and_then(|p| p.split('/').next()).expect("sim port").to_owned();
+    let (port, admin) = (free_port(), free_port());
+    let args = documented_docker_run(
+        "simulator",
+        &image,
+        &[
+            ("http://127.0.0.1:8081/query", format!("http://127.0.0.1:{sim_port}/query")),
+            ("BIND=127.0.0.1", format!("BIND=127.0.0.1 -e PORT={port} -e ADMIN_PORT={admin}")),
+        ],
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let started = docker(&args);
+    assert!(started.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&started.stderr));
+    let _container = Container(String::from_utf8_lossy(&started.stdout).trim().to_owned());
+    let addr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_for_port(addr, Duration::from_secs(30));
+    let prices = get(addr, "/MSFT/7");
+    assert_eq!(prices.status, 200, "{}", prices.body);
+    assert_eq!(sim.calls(), 1, "the documented command reaches the simulator");
+}
