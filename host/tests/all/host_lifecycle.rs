@@ -198,3 +198,28 @@ fn ctrl_c_on_make_run_stops_everything_without_an_error_line() {
     assert!(output.contains("drained; exiting"), "the host shut down cleanly:\n{output}");
     assert!(try_request(addr, "GET", "/health", Duration::from_secs(1)).is_err(), "nothing listens any more");
 }
+
+#[test]
+fn the_readme_settings_table_and_serve_help_name_the_same_variables() {
+    let help = Command::new(env!("CARGO_BIN_EXE_stock-host")).args(["serve", "--help"]).output().expect("run stock-host");
+    let help = String::from_utf8_lossy(&help.stdout).into_owned();
+    let accepted: std::collections::BTreeSet<String> = help
+        .split("[env: ")
+        .skip(1)
+        .filter_map(|rest| rest.split(|c: char| !(c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')).next())
+        .map(str::to_owned)
+        .collect();
+    assert!(accepted.len() > 40 && accepted.contains("PORT") && accepted.contains("COMPONENT_VERIFY_KEY"), "{accepted:?}");
+    let readme = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).expect("README");
+    let section = readme.split("## Configuration").nth(1).and_then(|s| s.split("\n## ").next()).expect("the Configuration section");
+    let documented: std::collections::BTreeSet<String> = section
+        .lines()
+        .filter_map(|line| line.strip_prefix("| `")?.split('`').next().map(str::to_owned))
+        .filter(|name| name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'))
+        .collect();
+    let unknown: Vec<&String> = documented.difference(&accepted).collect();
+    assert!(unknown.is_empty(), "the README's table names variables `serve` does not accept: {unknown:?}");
+    let undocumented: Vec<&String> =
+        accepted.iter().filter(|name| !documented.contains(*name) && !section.contains(name.as_str())).collect();
+    assert!(undocumented.is_empty(), "`serve` accepts variables the README's Configuration section never names: {undocumented:?}");
+}
