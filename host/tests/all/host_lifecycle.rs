@@ -223,3 +223,32 @@ fn the_readme_settings_table_and_serve_help_name_the_same_variables() {
         accepted.iter().filter(|name| !documented.contains(*name) && !section.contains(name.as_str())).collect();
     assert!(undocumented.is_empty(), "`serve` accepts variables the README's Configuration section never names: {undocumented:?}");
 }
+
+#[test]
+fn the_error_lines_the_docs_quote_are_the_lines_the_binary_prints() {
+    // (document, variable, value, the line it quotes): the quote must be in the document, and the binary's
+    // last line for that value must start with it.
+    for (document, variable, value, quoted) in [
+        ("README.md", "NDAYS", "0", r#"stock-host: invalid configuration: NDAYS: "0" is not a whole number from 1 to 100"#),
+        (
+            "docs/operations.md",
+            "CACHE_TTL",
+            "5 minutes",
+            r#"stock-host: invalid configuration: CACHE_TTL: "5 minutes" is not a duration such as 30, 30s, 1500ms, 5m or 1h"#,
+        ),
+        ("docs/operations.md", "PORT", "abc", "stock-host: PORT (--port): "),
+    ] {
+        let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(document)).expect("document");
+        assert!(text.contains(quoted), "{document} no longer quotes {quoted:?}");
+        let output = Command::new(env!("CARGO_BIN_EXE_stock-host"))
+            .arg("serve")
+            .envs([("PORT", "0"), ("ADMIN_PORT", "0"), ("BIND", "127.0.0.1"), ("APIKEY", "doc-key"), ("LOG_FORMAT", "json")])
+            .env(variable, value)
+            .output()
+            .expect("run stock-host");
+        assert_eq!(output.status.code(), Some(2), "{variable}={value}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let last = stderr.lines().last().unwrap_or_default();
+        assert!(last.starts_with(quoted), "{document} quotes {quoted:?}, the binary prints {last:?}");
+    }
+}
