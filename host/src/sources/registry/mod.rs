@@ -155,7 +155,7 @@ impl RegistrySource {
         let failure = match resolved {
             Ok(manifest_digest) => match self.pull(&manifest_digest, Source::Startup, noticed).await {
                 Ok(candidate) => {
-                    self.answered(Some(&manifest_digest), None);
+                    self.answered(&manifest_digest);
                     return Ok((candidate, manifest_digest));
                 }
                 Err(PullError::Refused { error, .. }) => {
@@ -239,19 +239,11 @@ impl RegistrySource {
         };
         let changed = manifest_digest != last_seen;
         self.polled(if changed { "changed" } else { "unchanged" });
-        self.answered(Some(&manifest_digest), None);
+        self.answered(&manifest_digest);
         if !changed {
             return None;
         }
         tracing::info!(component = %self.reference, manifest_digest = %manifest_digest, previous = %last_seen, "the tag moved: pulling the new digest");
-        let request = |bytes: Bytes| Candidate {
-            bytes,
-            source: Source::Registry,
-            reference: Some(self.reference.at_digest(&manifest_digest)),
-            expected_digest: None,
-            mode: Mode::Policy,
-            noticed,
-        };
         match self.pull(&manifest_digest, Source::Registry, noticed).await {
             Ok(candidate) => {
                 let record = builds.submit(candidate).await;
@@ -263,7 +255,15 @@ impl RegistrySource {
             Err(PullError::Refused { error, layer_digest }) => {
                 self.metrics.registry_pulls.with_label_values(&["rejected"]).inc();
                 self.view.lock().unwrap_or_else(|p| p.into_inner()).last_error = Some(error.to_string());
-                builds.refuse(&request(Bytes::new()), layer_digest.as_deref(), error);
+                let refused = Candidate {
+                    bytes: Bytes::new(),
+                    source: Source::Registry,
+                    reference: Some(self.reference.at_digest(&manifest_digest)),
+                    expected_digest: None,
+                    mode: Mode::Policy,
+                    noticed,
+                };
+                builds.refuse(&refused, layer_digest.as_deref(), error);
                 Some(manifest_digest)
             }
             Err(PullError::Registry(error)) => {
@@ -283,16 +283,16 @@ impl RegistrySource {
                 let (bytes, content_type) = self.client.manifest(repository, manifest_digest).await.map_err(|e| self.pull_failed(e))?;
                 let actual = oci_digest(&bytes);
                 if actual != manifest_digest {
-                    return Err(self.refused(LoadStep::Digest, format!("the manifest hashes to {actual}, not {manifest_digest}"), None));
+                    return Err(refused(LoadStep::Digest, format!("the manifest hashes to {actual}, not {manifest_digest}"), None));
                 }
                 // The layout check reads mediaType from the bytes; the Content-Type only matters without it.
-                artifact::component_layer(&bytes, content_type.as_deref()).map_err(|r| self.refused(LoadStep::Manifest, r, None))?;
+                artifact::component_layer(&bytes, content_type.as_deref()).map_err(|r| refused(LoadStep::Manifest, r, None))?;
                 self.cache.put(manifest_digest, &bytes);
                 downloaded = true;
                 bytes
             }
         };
-        let layer = artifact::component_layer(&manifest, None).map_err(|r| self.refused(LoadStep::Manifest, r, None))?;
+        let layer = artifact::component_layer(&manifest, None).map_err(|r| refused(LoadStep::Manifest, r, None))?;
         if let Some(key) = &self.verify_key {
             self.verify_signature(key, manifest_digest, &layer.digest).await?;
         }
@@ -302,7 +302,7 @@ impl RegistrySource {
                 let bytes = self.client.blob(repository, &layer.digest, MAX_COMPONENT_BYTES + 1).await.map_err(|e| self.pull_failed(e))?;
                 if bytes.len() as u64 != layer.size {
                     let reason = format!("the blob is {} bytes, the manifest says {}", bytes.len(), layer.size);
-                    return Err(self.refused(LoadStep::Digest, reason, Some(layer.digest.clone())));
+                    return Err(refused(LoadStep::Digest, reason, Some(layer.digest.clone())));
                 }
                 // A blob that does not match is not cached; the door refuses it by its digest.
                 if oci_digest(&bytes) == layer.digest {
@@ -327,7 +327,7 @@ impl RegistrySource {
     async fn verify_signature(&self, key: &VerifyKey, manifest_digest: &str, layer_digest: &str) -> Result<(), PullError> {
         let repository = &self.reference.repository;
         let tag = cosign::signature_tag(manifest_digest);
-        let refuse = |reason: String| self.refused(LoadStep::Signature, reason, Some(layer_digest.to_owned()));
+        let refuse = |reason: String| refused(LoadStep::Signature, reason, Some(layer_digest.to_owned()));
         let manifest = match self.client.manifest(repository, &tag).await {
             Ok((bytes, _)) => bytes,
             Err(RegistryError::NotFound { .. }) => {
@@ -397,7 +397,7 @@ impl RegistrySource {
     }
 
     /// The registry answered: clears the error and the cache fallback.
-    fn answered(&self, manifest_digest: Option<&str>, error: Option<String>) {
+    fn answered(&self, manifest_digest: &str) {
         self.metrics.registry_up.set(1);
         self.metrics.component_from_cache.set(0);
         let mut view = self.view.lock().unwrap_or_else(|p| p.into_inner());
@@ -406,8 +406,8 @@ impl RegistrySource {
         }
         view.registry_answered = true;
         view.serving_from_cache = false;
-        view.manifest_digest = manifest_digest.map(str::to_owned).or(view.manifest_digest.take());
-        view.last_error = error;
+        view.manifest_digest = Some(manifest_digest.to_owned());
+        view.last_error = None;
     }
 
     /// A request failed: logged once per distinct error, counted, shown.
@@ -428,8 +428,9 @@ impl RegistrySource {
         self.metrics.registry_pulls.with_label_values(&["error"]).inc();
         PullError::Registry(error)
     }
+}
 
-    fn refused(&self, step: LoadStep, reason: String, layer_digest: Option<String>) -> PullError {
-        PullError::Refused { error: LoadError::new(step, reason), layer_digest }
-    }
+/// The artifact itself is refused at `step`.
+fn refused(step: LoadStep, reason: String, layer_digest: Option<String>) -> PullError {
+    PullError::Refused { error: LoadError::new(step, reason), layer_digest }
 }
