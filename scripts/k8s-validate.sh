@@ -24,12 +24,13 @@
 #    and /ready. The registry overlay's reference is a placeholder no test can reach: the host starts with its
 #    other registry settings and the local build as COMPONENT, and the pull itself is a SKIP line.
 # 5. Renders with Redis (k8s/components/redis, in overlays/production-redis): the Redis Deployment, Service
-#    and NetworkPolicies (non-root, read-only root, no persistence, only keys with an expiry evicted, TCP
-#    probes, ingress only from stock-host), KV_URL naming the Service; the host with the overlay's KV_URL,
-#    which does not resolve here, must start and answer /health and /ready from its local store
-#    (stock_host_kv_fallback 1). With redis-server and redis-cli on PATH (make prereqs-debian), a real
-#    redis-server also runs with the Deployment's args, the host shares through it, rides out a kill on its
-#    local store (/ready stays 200) and returns to it after a restart; without them that part is skipped.
+#    and NetworkPolicies (non-root, read-only root, an append-only file on an emptyDir and no RDB, only keys
+#    with an expiry evicted, TCP probes, ingress only from stock-host), KV_URL naming the Service; the host
+#    with the overlay's KV_URL, which does not resolve here, must start and answer /health and /ready from its
+#    local store (stock_host_kv_fallback 1). With redis-server and redis-cli on PATH (make prereqs-debian), a
+#    real redis-server also runs with the Deployment's args, the host shares through it, rides out a kill on
+#    its local store (/ready stays 200) and returns to it after a restart, which finds the day's quota count
+#    where it was (the append-only file); without them that part is skipped.
 # One line per check ("ok" or "FAIL"; "SKIP", not counted, for what needs a tool that is missing), a count at
 # the end; exit status 1 on any failure.
 set -euo pipefail
@@ -391,22 +392,34 @@ def redis_checks(name, by_kind, rdep, hdep, env, kv):
     say(not problems, name, "redis deployment", "; ".join(problems) or
         f"{rname}: {redis_c['image']}, 1 replica, Recreate, redis-server {' '.join(a if a else repr(a) for a in args)}")
 
-    # No persistence: no RDB, no AOF, the working directory an emptyDir, no PersistentVolumeClaim.
+    # Persistence: the day's quota count must survive a Redis container restart, so an append-only file
+    # (fsynced every second or on every write), no RDB snapshots, the working directory an emptyDir on node disk
+    # (it outlives the container, not the pod) with a sizeLimit. No PersistentVolumeClaim by default: no storage
+    # class can be assumed (docs/kubernetes.md has the patch for an overlay of your own).
     problems = []
     vols = {v["name"]: v for v in rpod.get("volumes", [])}
     mounts = {m["mountPath"]: m["name"] for m in redis_c.get("volumeMounts", [])}
+    fsync = opts.get("appendfsync") or "everysec"
     if opts.get("save", "missing") not in ("", '""'):
         problems.append(f"--save {opts.get('save', '(not set: Redis snapshots by default)')!r}, want \"\"")
-    if opts.get("appendonly", "no") != "no":
-        problems.append(f"--appendonly {opts['appendonly']}")
+    if opts.get("appendonly", "no") != "yes":
+        problems.append(f"--appendonly {opts.get('appendonly', '(not set: no)')}, want yes (a restart would reset the quota count)")
+    if fsync not in ("everysec", "always"):
+        problems.append(f"--appendfsync {fsync}, want everysec or always (with `no` the kernel decides what a crash loses)")
     data_vol = vols.get(mounts.get(opts.get("dir") or "", ""))
-    if data_vol is None or "emptyDir" not in data_vol:
+    ed = (data_vol or {}).get("emptyDir")
+    if ed is None:
         problems.append(f"--dir {opts.get('dir')} is not an emptyDir mount (the root filesystem is read-only)")
-    if any("persistentVolumeClaim" in v for v in vols.values()):
-        problems.append("a PersistentVolumeClaim is mounted")
+    else:
+        if ed.get("medium") == "Memory":
+            problems.append("the --dir emptyDir is in memory (it would count against the memory limit)")
+        if not ed.get("sizeLimit"):
+            problems.append("the --dir emptyDir has no sizeLimit")
+    if any("persistentVolumeClaim" in v for v in vols.values()) or by_kind.get("PersistentVolumeClaim"):
+        problems.append("a PersistentVolumeClaim is mounted or rendered (not the default: no storage class can be assumed)")
     say(not problems, name, "redis persistence", "; ".join(problems) or
-        f"none: --save \"\", --appendonly no, --dir {opts['dir']} on an emptyDir"
-        + (f" (sizeLimit {data_vol['emptyDir']['sizeLimit']})" if data_vol["emptyDir"].get("sizeLimit") else ""))
+        f"append-only: --appendonly yes, --appendfsync {fsync}, --save \"\", --dir {opts['dir']} on an emptyDir "
+        f"(node disk, sizeLimit {ed['sizeLimit']}): survives a container restart, not a new pod")
 
     # Memory: maxmemory below the container limit; evict the keys closest to expiring first (memo, then cache;
     # state keys carry a 48 h idle expiry refreshed on every write, so they go last).
@@ -1118,9 +1131,9 @@ def shared(name, env, redis_args):
                 say(False, name, "redis-server", f"with the Deployment's args: {why}")
                 return
             opts = option_map(redis_args)
-            got = {k: redis.config(k) for k in ("save", "appendonly", "maxmemory", "maxmemory-policy")}
-            want = {"save": "", "appendonly": opts.get("appendonly", "no"), "maxmemory": str(redis_bytes(opts.get("maxmemory") or "0")),
-                    "maxmemory-policy": opts.get("maxmemory-policy", "noeviction")}
+            got = {k: redis.config(k) for k in ("save", "appendonly", "appendfsync", "maxmemory", "maxmemory-policy")}
+            want = {"save": "", "appendonly": opts.get("appendonly", "no"), "appendfsync": opts.get("appendfsync", "everysec"),
+                    "maxmemory": str(redis_bytes(opts.get("maxmemory") or "0")), "maxmemory-policy": opts.get("maxmemory-policy", "noeviction")}
             version = re.search(r"redis_version:(\S+)", redis.cmd("INFO", "server") or "")
             version = version.group(1) if version else "?"
             say(got == want, name, "redis-server", f"redis-server {version} runs with the Deployment's args (port, dir, bind made local): "
@@ -1152,13 +1165,22 @@ def shared(name, env, redis_args):
                 f"state keys with an expiry: {sum(t not in ('-1', '-2') for t in ttls.values())}/{len(ttls)}")
 
             # 3. Redis killed: the host serves from its local store, /ready stays 200; restarted: it shares again.
+            #    SIGKILL, as an OOM kill; the restart uses the same --dir, as a container restart in the pod does.
+            counts = {k: redis.cmd("GET", k) for k in quota}
             redis.kill()
             during = h.get("/circuit-breaker")[0]
             ready_during = h.get("/ready")[0]
             fell_back = wait_for(lambda: h.fallback()[0] == 1, 3)
-            down_logged = h.logged("keyvalue: Redis unreachable; serving from this replica's local store until it is back")
+            down_logged = h.logged("keyvalue: Redis unreachable; serving from this replica's local store")
             why = redis.start()
             t0 = time.monotonic()
+            # 4. With the append-only file, the restarted Redis has the day's quota count where it was (nothing
+            #    writes to it between the kill and here: the host is on its local store until its prober's PING).
+            if why is None and opts.get("appendonly") == "yes":
+                after = {k: redis.cmd("GET", k) for k in quota}
+                say(bool(counts) and after == counts and all(v not in (None, "") for v in after.values()), name, "redis restart keeps the count",
+                    f"redis-server killed (SIGKILL) and restarted on the same --dir: "
+                    + ", ".join(f"{k} {counts[k]!r} before, {after[k]!r} after" for k in counts))
             back = why is None and wait_for(lambda: h.fallback()[0] == 0, 8)
             back_s = time.monotonic() - t0
             back_logged = h.logged("keyvalue: Redis answers; replicas share state again")

@@ -90,7 +90,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let variables = Arc::new(ComponentConfig::new(config.service.variables(), apikey.clone()));
     let _key_watcher =
         config.service.apikey_file.clone().map(|path| KeyFileWatcher::spawn(path, variables.clone(), apikey, APIKEY_FILE_POLL));
-    let (kv, _redis_prober) = keyvalue_buckets(&config.kv, &metrics).await?;
+    let (kv, shared_state, _redis_prober) = keyvalue_buckets(&config.kv, &metrics).await?;
     let spans = match config.telemetry.span_export() {
         Some(settings) => {
             let export = SpanExport::start(&settings, metrics.trace_spans.clone())?;
@@ -105,6 +105,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         metrics: metrics.clone(),
         trace: None,
         spans: spans.clone(),
+        shared_state,
+        epoch_at_start: None,
     };
     let cache_dir = &config.component.component_cache_dir;
     let runtime = Arc::new(Runtime::new(&config.runtime, cache_dir, request_timeout, kv, egress, variables, metrics.clone())?);
@@ -176,9 +178,13 @@ fn browsable(addr: std::net::SocketAddr) -> String {
     if addr.ip().is_unspecified() { format!("localhost:{}", addr.port()) } else { addr.to_string() }
 }
 
-/// The keyvalue buckets KV_URL asks for; with Redis, the prober that keeps it connected.
-async fn keyvalue_buckets(options: &KvOptions, metrics: &Arc<Metrics>) -> anyhow::Result<(Buckets, Option<RedisProber>)> {
-    let KvUrl::Redis(url) = &options.kv_url else { return Ok((Buckets::in_memory(options.kv_max_entries), None)) };
+/// The keyvalue buckets KV_URL asks for; with Redis, its link (upstream calls pause while it is down) and the
+/// prober that keeps it connected.
+async fn keyvalue_buckets(
+    options: &KvOptions,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Buckets, Option<Arc<RedisLink>>, Option<RedisProber>)> {
+    let KvUrl::Redis(url) = &options.kv_url else { return Ok((Buckets::in_memory(options.kv_max_entries), None, None)) };
     let password = match &options.kv_password_file {
         Some(path) => Some(
             read_secret_file(path)
@@ -203,7 +209,7 @@ async fn keyvalue_buckets(options: &KvOptions, metrics: &Arc<Metrics>) -> anyhow
     let link = RedisLink::new(&settings, metrics.clone()).map_err(|e| anyhow::anyhow!("KV_URL cannot be used: {e}"))?;
     tracing::info!(redis = %link.endpoint, prefix = %settings.prefix, "keyvalue: Redis, shared by every replica");
     let prober = RedisProber::start(link.clone()).await;
-    Ok((Buckets::redis(link, &settings, options.kv_max_entries), Some(prober)))
+    Ok((Buckets::redis(link.clone(), &settings, options.kv_max_entries), Some(link), Some(prober)))
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -7,7 +7,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 
 /// Every problem type the service answers with: (slug, HTTP status, who answers it). The one list:
 /// the code of both sides, the README's table and `docs/openapi.json` are tested against it.
-pub const TYPES: [(&str, u16, Owner); 26] = [
+pub const TYPES: [(&str, u16, Owner); 27] = [
     ("invalid-symbol", 400, Owner::Component),
     ("invalid-days", 400, Owner::Component),
     ("invalid-path", 400, Owner::Component),
@@ -21,6 +21,7 @@ pub const TYPES: [(&str, u16, Owner); 26] = [
     ("upstream-quota-exhausted", 503, Owner::Component),
     ("circuit-open", 503, Owner::Component),
     ("upstream-timeout", 504, Owner::Component),
+    ("upstream-call-refused", 503, Owner::Component),
     ("component-trap", 500, Owner::Host),
     ("request-timeout", 504, Owner::Host),
     ("overloaded", 503, Owner::Host),

@@ -180,7 +180,14 @@ fn describe(code: ErrorCode) -> FetchError {
         ErrorCode::ConnectionLimitReached => "too many connections to the upstream are open",
         ErrorCode::TlsProtocolError | ErrorCode::TlsAlertReceived(_) => "the TLS handshake with the upstream failed",
         ErrorCode::TlsCertificateError => "the upstream's TLS certificate is not trusted",
-        ErrorCode::HttpRequestDenied => "the host refused the outgoing request (only ALPHAVANTAGE_URL may be called)",
+        ErrorCode::HttpRequestDenied => {
+            eprintln!("upstream request failed: {code:?}");
+            return FetchError::Refused(
+                "the host refused the upstream call: it calls only ALPHAVANTAGE_URL, and none while Redis (where the fleet \
+                 counts the day's quota) is unreachable; its log says which"
+                    .to_owned(),
+            );
+        }
         ErrorCode::HttpProtocolError => "the upstream did not speak HTTP",
         ErrorCode::HttpResponseIncomplete => "the upstream's answer ended early",
         _ => "the outgoing request failed",

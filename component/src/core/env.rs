@@ -17,8 +17,10 @@ pub struct Fetched {
 pub enum FetchError {
     /// Nothing within the deadline.
     Timeout,
-    /// Connection refused or reset, DNS, TLS, protocol errors, refused by the host.
+    /// Connection refused or reset, DNS, TLS, protocol errors.
     Failed(String),
+    /// The host would not make the call (its policy, not the upstream's state): asking again at once repeats it.
+    Refused(String),
 }
 
 /// Which of the host's buckets (`stock_shared::keyvalue`) a key lives in: each has its own bound, so what

@@ -3,6 +3,9 @@
 use super::alphavantage::Refusal;
 use super::config::ConfigError;
 
+/// `Retry-After` when the host refused the upstream call: about when Redis is probed again.
+pub const UPSTREAM_REFUSED_RETRY_SECS: u32 = 5;
+
 /// A request failure with a known meaning.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
@@ -72,6 +75,10 @@ pub enum Error {
     /// The upstream did not answer in time.
     #[error("upstream did not answer within {0} ms")]
     UpstreamTimeout(u64),
+    /// The host would not make the upstream call (for example while Redis, where the fleet counts the
+    /// day's quota, is unreachable).
+    #[error("{0}")]
+    UpstreamRefused(String),
 }
 
 /// An RFC 9457 problem: what the HTTP adapter writes.
@@ -112,6 +119,9 @@ impl Error {
             }
             Self::CircuitOpen { retry_after_secs } => (503, "circuit-open", "Circuit breaker open", Some(*retry_after_secs)),
             Self::UpstreamTimeout(_) => (504, "upstream-timeout", "Upstream timeout", None),
+            Self::UpstreamRefused(_) => {
+                (503, "upstream-call-refused", "The host refused the upstream call", Some(UPSTREAM_REFUSED_RETRY_SECS))
+            }
         };
         Problem { status, slug, title, detail: self.to_string(), retry_after_secs }
     }
@@ -127,6 +137,7 @@ impl Error {
                 | Self::NewSymbolQuotaExhausted { .. }
                 | Self::CircuitOpen { .. }
                 | Self::UpstreamTimeout(_)
+                | Self::UpstreamRefused(_)
         )
     }
 
@@ -137,6 +148,7 @@ impl Error {
             && !matches!(
                 self,
                 Self::CircuitOpen { .. }
+                    | Self::UpstreamRefused(_)
                     | Self::UpstreamMisconfigured { .. }
                     | Self::QuotaExhausted { .. }
                     | Self::NewSymbolQuotaExhausted { .. }
@@ -165,6 +177,7 @@ impl Error {
             Self::QuotaExhausted { quota, retry_after_secs } => format!("quota:{quota}:{retry_after_secs}"),
             Self::NewSymbolQuotaExhausted { share, retry_after_secs } => format!("newquota:{share}:{retry_after_secs}"),
             Self::UpstreamTimeout(ms) => format!("timeout:{ms}"),
+            Self::UpstreamRefused(why) => format!("refused:{why}"),
             other => format!("bad:{other}"),
         }
     }
@@ -187,6 +200,7 @@ impl Error {
                 Self::NewSymbolQuotaExhausted { share: share.parse().unwrap_or(0), retry_after_secs: retry.parse().unwrap_or(1) }
             }
             "timeout" => Self::UpstreamTimeout(rest.parse().unwrap_or(0)),
+            "refused" => Self::UpstreamRefused(rest.to_owned()),
             _ => Self::BadUpstream(rest.to_owned()),
         }
     }
@@ -215,6 +229,7 @@ mod tests {
             (Error::NewSymbolQuotaExhausted { share: 5, retry_after_secs: 7 }, 503, "upstream-quota-exhausted", Some(7)),
             (Error::NotAllowed("ZZZZ".into()), 404, "unknown-symbol", None),
             (Error::UpstreamTimeout(1000), 504, "upstream-timeout", None),
+            (Error::UpstreamRefused("x".into()), 503, "upstream-call-refused", Some(UPSTREAM_REFUSED_RETRY_SECS)),
         ] {
             let problem = error.problem();
             assert_eq!((problem.status, problem.slug, problem.retry_after_secs), (status, slug, retry), "{error:?}");
@@ -248,6 +263,7 @@ mod tests {
             Error::QuotaExhausted { quota: 25, retry_after_secs: 3600 },
             Error::NewSymbolQuotaExhausted { share: 5, retry_after_secs: 3600 },
             Error::UpstreamTimeout(2000),
+            Error::UpstreamRefused("the host refused the upstream call: none while Redis is unreachable".into()),
             Error::BadUpstream("upstream answered HTTP 500".into()),
         ] {
             assert_eq!(Error::decode_outcome(&error.encode_outcome()), error);

@@ -4,7 +4,8 @@
 //! never reads these keys; it learns the breaker through `stock:service/status`.
 //!
 //! Where keys live, and what bounds each bucket:
-//! - state (never evicted): the breaker's few keys, two quota counters per UTC day (all calls, new symbols'), and per symbol only the
+//! - state (never evicted): the breaker's few keys, four quota counters per UTC day (all calls, new symbols', and
+//!   of each the calls the host refused to make), and per symbol only the
 //!   flight ticket and lease, which the leader removes when its flight ends. So the state bucket holds a fixed
 //!   set of keys, plus two per symbol whose upstream call is running right now (at most two per request in
 //!   flight), plus the rare ticket of a leader killed mid-call, which the next request for that symbol takes
@@ -100,6 +101,17 @@ pub fn quota(day: &str) -> Key {
 /// decimal counter, in the state bucket (one per day, like [`quota`]).
 pub fn new_symbol_quota(day: &str) -> Key {
     state(format!("quota/{day}/new-symbols"))
+}
+
+/// Calls counted in [`quota`] that the host then refused to make (no call left this replica), a decimal
+/// counter: today's use is `quota - quota_refunded`. A counter, not a decrement: atomics only add.
+pub fn quota_refunded(day: &str) -> Key {
+    state(format!("quota/{day}/refunded"))
+}
+
+/// Like [`quota_refunded`], for [`new_symbol_quota`].
+pub fn new_symbol_quota_refunded(day: &str) -> Key {
+    state(format!("quota/{day}/new-symbols/refunded"))
 }
 
 /// `symbol`'s series in the cache bucket; the encoding carries its own magic (`cache::encode`).

@@ -189,6 +189,7 @@ mod tests {
     use crate::core::alphavantage::parse_answer;
     use crate::core::env::fake::FakeEnv;
     use crate::core::env::{Bucket, FetchError, Fetched};
+    use crate::core::upstream::quota_report;
     use stock_shared::calendar::{next_utc_midnight, utc_date};
 
     const T0: u64 = 1_764_000_000_000;
@@ -443,6 +444,29 @@ mod tests {
         assert_eq!(env.kv_get(&layout::breaker_state()), None, "a spent quota is not an upstream failure");
         env.now.set(next_utc_midnight(T0));
         assert!(closing_prices(&env, &s, &ibm, 2).is_ok(), "a new UTC day, a new quota");
+    }
+
+    #[test]
+    fn calls_the_host_refuses_use_up_no_quota_trip_no_breaker_and_leave_stale_data_served() {
+        // While Redis is down the host refuses every upstream call: none leaves the replica, so none may count.
+        let env = env_with_series();
+        let mut s = settings();
+        s.daily_quota = 4;
+        s.new_symbol_quota_percent = 50;
+        s.breaker_threshold = 1;
+        closing_prices(&env, &s, &msft(), 2).expect("cached before the outage");
+        *env.default_answer.borrow_mut() = Some(Err(FetchError::Refused("paused".into())));
+        for i in 0..10 {
+            let symbol = Symbol::parse(&format!("NEW{i}")).expect("valid");
+            assert_eq!(closing_prices(&env, &s, &symbol, 2), Err(Error::UpstreamRefused("paused".into())), "request {i}");
+        }
+        assert_eq!(env.fetched.borrow().len(), 11, "each was asked once, never retried");
+        assert_eq!(quota_report(&env, &s).used, 1, "refused calls are refunded: only MSFT's call counts");
+        assert_eq!(env.kv_get(&layout::breaker_state()), None, "the host's refusal is not an upstream failure");
+        env.now.set(T0 + s.cache_ttl_ms + 1);
+        assert_eq!(closing_prices(&env, &s, &msft(), 2).expect("stale beats a refusal").cache, CacheStatus::Stale);
+        *env.default_answer.borrow_mut() = Some(FakeEnv::ok(&series_body(&[("2026-11-20", "1")])));
+        assert!(closing_prices(&env, &s, &Symbol::parse("IBM").expect("valid"), 2).is_ok(), "the rest of the quota is left");
     }
 
     #[test]

@@ -8,7 +8,7 @@ use super::alphavantage::{parse_answer, query_url};
 use super::breaker::{self, Admission, BreakerState, secs_until};
 use super::cache;
 use super::config::Settings;
-use super::env::{Env, FetchError, Fetched};
+use super::env::{Env, FetchError, Fetched, Key};
 use super::error::Error;
 use super::layout;
 use super::model::{Series, Symbol};
@@ -108,7 +108,7 @@ pub struct QuotaReport {
 pub fn quota_report(env: &impl Env, settings: &Settings) -> QuotaReport {
     let now = env.now_ms();
     let day = utc_date(now);
-    let used = stored_ms(env.kv_get(&layout::quota(&day))).unwrap_or(0);
+    let used = net_use(env, &layout::quota(&day), &layout::quota_refunded(&day));
     let spent = settings.daily_quota > 0 && used >= settings.daily_quota;
     QuotaReport { day, used, limit: settings.daily_quota, retry_after_secs: spent.then(|| secs_until(now, next_utc_midnight(now))) }
 }
@@ -118,12 +118,11 @@ pub fn quota_report(env: &impl Env, settings: &Settings) -> QuotaReport {
 fn quota_left(env: &impl Env, settings: &Settings, known: bool) -> Result<(), Error> {
     let now = env.now_ms();
     let day = utc_date(now);
-    let used = |key| stored_ms(env.kv_get(&key)).unwrap_or(0);
-    if settings.daily_quota > 0 && used(layout::quota(&day)) >= settings.daily_quota {
+    if settings.daily_quota > 0 && net_use(env, &layout::quota(&day), &layout::quota_refunded(&day)) >= settings.daily_quota {
         return Err(Error::QuotaExhausted { quota: settings.daily_quota, retry_after_secs: secs_until(now, next_utc_midnight(now)) });
     }
     match settings.new_symbol_quota() {
-        Some(share) if !known && used(layout::new_symbol_quota(&day)) >= share => {
+        Some(share) if !known && net_use(env, &layout::new_symbol_quota(&day), &layout::new_symbol_quota_refunded(&day)) >= share => {
             Err(Error::NewSymbolQuotaExhausted { share, retry_after_secs: secs_until(now, next_utc_midnight(now)) })
         }
         _ => Ok(()),
@@ -136,16 +135,38 @@ fn spend_quota(env: &impl Env, settings: &Settings, known: bool) -> Result<(), E
     let now = env.now_ms();
     let day = utc_date(now);
     let retry_after_secs = secs_until(now, next_utc_midnight(now));
+    let refunded = |key| stored_ms(env.kv_get(&key)).unwrap_or(0);
     let used = env.kv_increment(&layout::quota(&day), 1);
-    if settings.daily_quota > 0 && used.is_some_and(|n| n > settings.daily_quota) {
+    if settings.daily_quota > 0 && used.is_some_and(|n| n.saturating_sub(refunded(layout::quota_refunded(&day))) > settings.daily_quota) {
         return Err(Error::QuotaExhausted { quota: settings.daily_quota, retry_after_secs });
     }
     match settings.new_symbol_quota() {
-        Some(share) if !known && env.kv_increment(&layout::new_symbol_quota(&day), 1).is_some_and(|n| n > share) => {
+        Some(share)
+            if !known
+                && env
+                    .kv_increment(&layout::new_symbol_quota(&day), 1)
+                    .is_some_and(|n| n.saturating_sub(refunded(layout::new_symbol_quota_refunded(&day))) > share) =>
+        {
             Err(Error::NewSymbolQuotaExhausted { share, retry_after_secs })
         }
         _ => Ok(()),
     }
+}
+
+/// Gives back what [`spend_quota`] counted for a call the host refused to make: none left this replica, so it
+/// must not use up the day (while Redis is down, every refresh the host refuses would otherwise count).
+fn refund_quota(env: &impl Env, settings: &Settings, known: bool) {
+    let day = utc_date(env.now_ms());
+    env.kv_increment(&layout::quota_refunded(&day), 1);
+    if settings.new_symbol_quota().is_some() && !known {
+        env.kv_increment(&layout::new_symbol_quota_refunded(&day), 1);
+    }
+}
+
+/// A counter minus what was refunded from it.
+fn net_use(env: &impl Env, counted: &Key, refunded: &Key) -> u64 {
+    let read = |key| stored_ms(env.kv_get(key)).unwrap_or(0);
+    read(counted).saturating_sub(read(refunded))
 }
 
 fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol, known: bool) -> Result<Series, Error> {
@@ -153,11 +174,15 @@ fn call_upstream(env: &impl Env, settings: &Settings, symbol: &Symbol, known: bo
     spend_quota(env, settings, known)?;
     let started = env.now_ms();
     let fetched = fetch_with_one_retry(env, settings, &url, known);
+    if matches!(fetched, Err(FetchError::Refused(_))) {
+        refund_quota(env, settings, known);
+    }
     let elapsed = env.now_ms().saturating_sub(started);
     let result = fetched
         .map_err(|e| match e {
             FetchError::Timeout => Error::UpstreamTimeout(settings.upstream_timeout_ms),
             FetchError::Failed(why) => Error::BadUpstream(format!("upstream unreachable: {why}")),
+            FetchError::Refused(why) => Error::UpstreamRefused(why),
         })
         .and_then(|answer| parse_answer(answer.status, &answer.body).map_err(|refusal| Error::from_refusal(refusal, symbol.as_str())));
     let outcome = match &result {
@@ -194,7 +219,7 @@ fn is_transient(result: &Result<Fetched, FetchError>) -> bool {
     match result {
         Err(FetchError::Failed(_)) => true,
         Ok(answer) => matches!(answer.status, 502 | 503),
-        Err(FetchError::Timeout) => false,
+        Err(FetchError::Timeout | FetchError::Refused(_)) => false,
     }
 }
 

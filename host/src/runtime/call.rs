@@ -93,7 +93,7 @@ where
             // The deadline starts with the slot, so time spent queueing never kills a call mid-way (a
             // leader killed mid-call would leave its single-flight ticket behind and record no failure).
             let mut instance = checkout(&app, &component).await?;
-            instance.store.data_mut().set_trace(trace);
+            instance.store.data_mut().begin_request(trace);
             let result = serve(&app, &mut instance, request, sender).await;
             emit_stderr(&instance.store.data_mut().take_stderr());
             match result {

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant, SystemTime};
 use wasmtime_wasi_http::{Error as HttpError, RequestOptions, WasiBody, WasiHttpHooks};
 
 use crate::config::upstream::authority_of;
+use crate::state::redis::RedisLink;
 use crate::telemetry::metrics::Metrics;
 use crate::telemetry::otel::{FinishedSpan, SpanExport};
 use crate::telemetry::trace::{TraceContext, new_span_id};
@@ -38,6 +39,11 @@ pub struct EgressPolicy {
     pub trace: Option<TraceContext>,
     /// Where finished upstream-call spans go, when trace export is on.
     pub spans: Option<Arc<SpanExport>>,
+    /// Redis, when the day's upstream quota is counted there (KV_URL): while this replica cannot reach it,
+    /// it cannot know what the fleet has left, so it makes no upstream call (see docs/fleet.md, "The quota").
+    pub shared_state: Option<Arc<RedisLink>>,
+    /// [`RedisLink::shared_epoch`] when the current request began ([`EgressPolicy::begin_request`]).
+    pub epoch_at_start: Option<u64>,
 }
 
 type SendFuture =
@@ -49,6 +55,19 @@ impl EgressPolicy {
         for value in outcome::ALL {
             metrics.external_calls.with_label_values(&[value]);
         }
+    }
+
+    /// Marks the start of a request: its upstream calls are allowed only if Redis stays reachable, without a
+    /// return in between, until then (an outage that began and ended mid-request may have counted its quota locally).
+    pub fn begin_request(&mut self, trace: Option<TraceContext>) {
+        self.trace = trace;
+        self.epoch_at_start = self.shared_state.as_ref().and_then(|link| link.shared_epoch());
+    }
+
+    /// Whether the current request must stay off shared state, and make no upstream call: Redis holds the day's
+    /// count, and it is unreachable or came back since this request began (so the request may have counted locally).
+    pub fn off_shared_state(&self) -> bool {
+        self.shared_state.as_ref().is_some_and(|link| link.shared_epoch().is_none() || link.shared_epoch() != self.epoch_at_start)
     }
 
     fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {
@@ -138,6 +157,12 @@ impl WasiHttpHooks for EgressPolicy {
             tracing::warn!(authority = authority.as_deref().unwrap_or("<none>"), allowed = %self.allowed_authority, "outgoing request refused");
             return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
         }
+        if self.off_shared_state() {
+            // Any local allowance would multiply by the number of replicas cut off at once.
+            self.metrics.upstream_paused.inc();
+            tracing::debug!("outgoing request refused: Redis, where the fleet counts the day's quota, is unreachable");
+            return Box::new(std::future::ready(Err(HttpError::HttpRequestDenied)));
+        }
         let mut request = request;
         let mut span = None;
         if let Some(trace) = &self.trace {
@@ -216,6 +241,8 @@ mod tests {
             metrics: Arc::new(Metrics::new().expect("metrics")),
             trace: None,
             spans: None,
+            shared_state: None,
+            epoch_at_start: None,
         };
         let capped = policy.capped(Some(RequestOptions {
             connect_timeout: Some(Duration::from_secs(60)),
@@ -236,11 +263,45 @@ mod tests {
             metrics: metrics.clone(),
             trace: None,
             spans: None,
+            shared_state: None,
+            epoch_at_start: None,
         };
         let future = policy.send_request(request("https://evil.example/steal"), None, Box::new(std::future::ready(Ok(()))));
         let result = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(Box::into_pin(future));
         assert!(matches!(result, Err(HttpError::HttpRequestDenied)));
         assert_eq!(metrics.egress_refused.get(), 1);
         assert_eq!(metrics.external_calls.with_label_values(&["ok"]).get(), 0);
+    }
+
+    #[test]
+    fn no_upstream_call_while_redis_holding_the_quota_count_is_unreachable() {
+        let metrics = Arc::new(Metrics::new().expect("metrics"));
+        let settings = crate::state::redis::RedisSettings {
+            url: "redis://127.0.0.1:1".into(),
+            password: None,
+            password_file: None,
+            prefix: String::new(),
+            timeout: Duration::from_millis(50),
+            cache_expiry: Duration::from_secs(60),
+            state_expiry: Duration::from_secs(60),
+            memo_expiry: Duration::from_secs(60),
+        };
+        // Never connected: the replica is on its local store.
+        let link = RedisLink::new(&settings, metrics.clone()).expect("link");
+        let mut policy = EgressPolicy {
+            allowed_authority: "127.0.0.1:1".into(),
+            timeout: Duration::from_secs(1),
+            metrics: metrics.clone(),
+            trace: None,
+            spans: None,
+            shared_state: Some(link),
+            epoch_at_start: None,
+        };
+        policy.begin_request(None);
+        let future = policy.send_request(request("http://127.0.0.1:1/query"), None, Box::new(std::future::ready(Ok(()))));
+        let result = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime").block_on(Box::into_pin(future));
+        assert!(matches!(result, Err(HttpError::HttpRequestDenied)));
+        assert_eq!((metrics.upstream_paused.get(), metrics.egress_refused.get()), (1, 0));
+        assert_eq!(metrics.external_calls.with_label_values(&["error"]).get(), 0, "nothing was sent");
     }
 }

@@ -32,7 +32,9 @@ pub struct RequestState {
 
 impl RequestState {
     /// Fresh state for a new instance; what it writes to stderr is collected (see [`take_stderr`](Self::take_stderr)).
-    pub fn new(egress: EgressPolicy, config: Arc<WasiConfigVariables>, kv: Buckets, max_memory_bytes: usize) -> Self {
+    pub fn new(mut egress: EgressPolicy, config: Arc<WasiConfigVariables>, kv: Buckets, max_memory_bytes: usize) -> Self {
+        // A store used once (a build's report) begins with its creation; a served request begins again.
+        egress.begin_request(None);
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtx::builder().stderr(stderr.clone()).build();
         let metrics = egress.metrics.clone();
@@ -55,9 +57,10 @@ impl RequestState {
         self.config = config;
     }
 
-    /// The trace the next request belongs to; its upstream calls become child spans.
-    pub fn set_trace(&mut self, trace: Option<crate::telemetry::trace::TraceContext>) {
-        self.egress.trace = trace;
+    /// Starts the next request: the trace it belongs to (its upstream calls become child spans), and where the
+    /// day's quota is counted as it begins.
+    pub fn begin_request(&mut self, trace: Option<crate::telemetry::trace::TraceContext>) {
+        self.egress.begin_request(trace);
     }
 
     /// What the component wrote to stderr since the last call.
@@ -80,7 +83,8 @@ impl RequestState {
 
     /// The keyvalue view.
     pub fn kv(&mut self) -> KvView<'_> {
-        KvView { table: &mut self.table, buckets: &self.kv, metrics: &self.metrics }
+        let local_only = self.egress.off_shared_state();
+        KvView { table: &mut self.table, buckets: &self.kv, metrics: &self.metrics, local_only }
     }
 
     /// The resource limiter (memory cap).

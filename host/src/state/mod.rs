@@ -141,6 +141,9 @@ pub struct Buckets {
     pub cache: Arc<dyn KvStore>,
     /// Per-symbol leftovers, evicted least recently used first on a bound of their own.
     pub memo: Arc<dyn KvStore>,
+    /// With Redis: the in-memory twins the buckets above fall back to, for requests that must stay off Redis
+    /// (they began during an outage, or one began after they did: see [`KvView::local_only`]).
+    pub local: Option<Arc<Buckets>>,
 }
 
 impl Buckets {
@@ -156,6 +159,7 @@ impl Buckets {
             state: Arc::new(MemoryBucket::new(Policy::state(state_expiry))),
             cache: Arc::new(MemoryBucket::new(Policy::cache(max_entries, cache_expiry))),
             memo: Arc::new(MemoryBucket::new(Policy::memo(max_entries, memo_expiry))),
+            local: None,
         }
     }
 
@@ -291,6 +295,8 @@ impl KvStore for MemoryBucket {
 /// An open bucket: the store behind one of the [`Buckets`].
 pub struct Bucket {
     store: Arc<dyn KvStore>,
+    /// Its in-memory twin, when `store` is in Redis.
+    local: Option<Arc<dyn KvStore>>,
 }
 
 /// The keyvalue view of one request's store.
@@ -301,12 +307,20 @@ pub struct KvView<'a> {
     pub buckets: &'a Buckets,
     /// Where operation counts go.
     pub metrics: &'a Metrics,
+    /// Redis holds the day's quota count, and this request saw it unreachable, or back from an outage since
+    /// the request began: every operation goes to the local twins, as its upstream calls are refused, so a
+    /// request never counts in one store and calls or refunds against another.
+    pub local_only: bool,
 }
 
 impl KvView<'_> {
     /// The store behind an open bucket.
     fn store(&self, bucket: &Resource<Bucket>) -> Result<Arc<dyn KvStore>, KvError> {
-        Ok(self.table.get(bucket)?.store.clone())
+        let bucket = self.table.get(bucket)?;
+        Ok(match (&bucket.local, self.local_only) {
+            (Some(local), true) => local.clone(),
+            _ => bucket.store.clone(),
+        })
     }
 }
 
@@ -337,7 +351,8 @@ pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, view: fn(&mut T)
 impl store::Host for KvView<'_> {
     async fn open(&mut self, identifier: String) -> Result<Resource<Bucket>, KvError> {
         let store = self.buckets.by_name(&identifier).ok_or(KvError::NoSuchStore)?.clone();
-        Ok(self.table.push(Bucket { store })?)
+        let local = self.buckets.local.as_ref().and_then(|twins| twins.by_name(&identifier)).cloned();
+        Ok(self.table.push(Bucket { store, local })?)
     }
 
     fn convert_error(&mut self, error: KvError) -> wasmtime::Result<store::Error> {

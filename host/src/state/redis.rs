@@ -1,10 +1,12 @@
 //! Redis behind the keyvalue buckets, so replicas share one cache, one breaker, one quota and one
 //! single flight. Every operation has a short deadline; when Redis is down, slow or restarting, each
 //! bucket serves from its local in-memory twin (said once in the log, `stock_host_kv_fallback` = 1)
-//! and a prober brings it back to Redis on its own once Redis answers again.
+//! and a prober brings it back to Redis on its own once Redis answers again. The cache bucket's twin
+//! holds a copy of every answer this replica read or wrote, so an outage starts with what it served;
+//! nothing local is ever written back to Redis, so a replica cut off cannot overwrite newer shared state.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,6 +55,8 @@ pub struct RedisLink {
     client: ArcSwap<redis::Client>,
     conn: ArcSwapOption<ConnectionManager>,
     healthy: AtomicBool,
+    /// How many times Redis came back after this replica fell back: see [`RedisLink::shared_epoch`].
+    returns: AtomicU64,
     timeout: Duration,
     metrics: Arc<Metrics>,
     /// `host:port` only, for logs.
@@ -73,6 +77,7 @@ impl RedisLink {
             client: ArcSwap::from_pointee(client),
             conn: ArcSwapOption::empty(),
             healthy: AtomicBool::new(false),
+            returns: AtomicU64::new(0),
             timeout: settings.timeout,
             metrics,
             endpoint,
@@ -126,6 +131,9 @@ impl RedisLink {
         let mut conn = conn;
         let pong = tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
         if matches!(pong, Ok(Ok(_))) {
+            if !self.healthy.load(Ordering::SeqCst) {
+                self.returns.fetch_add(1, Ordering::SeqCst);
+            }
             if !self.healthy.swap(true, Ordering::SeqCst) {
                 tracing::info!(redis = %self.endpoint, "keyvalue: Redis answers; replicas share state again");
                 self.metrics.kv_fallback.set(0);
@@ -146,7 +154,13 @@ impl RedisLink {
     /// Switches to the local store after `op` failed; logs once per outage.
     fn degrade(&self, op: &str, why: &str) {
         if self.healthy.swap(false, Ordering::SeqCst) {
-            tracing::warn!(redis = %self.endpoint, op, why, "keyvalue: Redis unreachable; serving from this replica's local store until it is back");
+            tracing::warn!(
+                redis = %self.endpoint,
+                op,
+                why,
+                "keyvalue: Redis unreachable; serving from this replica's local store, and making no upstream call \
+                 (the fleet's daily quota is counted in Redis), until it is back"
+            );
             self.metrics.kv_fallback.set(1);
         }
     }
@@ -154,6 +168,14 @@ impl RedisLink {
     /// Whether operations currently go to Redis.
     pub fn is_healthy(&self) -> bool {
         self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// `Some(n)` while operations go to Redis, `None` while on the local store. `n` changes every time Redis
+    /// comes back, so a request that saw the same `Some(n)` at its start and at an upstream call had every
+    /// keyvalue operation in between (its quota count among them) in Redis.
+    pub fn shared_epoch(&self) -> Option<u64> {
+        let epoch = self.returns.load(Ordering::SeqCst);
+        self.is_healthy().then_some(epoch)
     }
 
     async fn run<T: redis::FromRedisValue>(&self, op: &str, query: Query) -> Option<Result<T, KvError>> {
@@ -227,13 +249,14 @@ impl Buckets {
     /// Buckets in Redis shared by every replica, each with an in-memory twin (same bounds, same expiries) for outages.
     pub fn redis(link: Arc<RedisLink>, settings: &RedisSettings, max_entries: usize) -> Self {
         let local = Self::memory(max_entries, settings.state_expiry, Some(settings.cache_expiry), Some(settings.memo_expiry));
-        let bucket = |name: &str, expiry: Duration, local: Arc<dyn KvStore>| -> Arc<dyn KvStore> {
-            Arc::new(RedisBucket::new(link.clone(), &settings.prefix, name, expiry, local))
+        let bucket = |name: &str, expiry: Duration, local: Arc<dyn KvStore>, mirrored: bool| -> Arc<dyn KvStore> {
+            Arc::new(RedisBucket::new(link.clone(), &settings.prefix, name, expiry, local, mirrored))
         };
         Self {
-            state: bucket("state", settings.state_expiry, local.state),
-            cache: bucket("cache", settings.cache_expiry, local.cache),
-            memo: bucket("memo", settings.memo_expiry, local.memo),
+            state: bucket("state", settings.state_expiry, local.state.clone(), false),
+            cache: bucket("cache", settings.cache_expiry, local.cache.clone(), true),
+            memo: bucket("memo", settings.memo_expiry, local.memo.clone(), false),
+            local: Some(Arc::new(local)),
         }
     }
 }
@@ -245,13 +268,16 @@ pub struct RedisBucket {
     prefix: String,
     expiry_ms: u64,
     local: Arc<dyn KvStore>,
+    /// Whether `local` keeps a copy of what Redis answered and was sent, to serve during an outage.
+    mirrored: bool,
 }
 
 impl RedisBucket {
     /// The bucket `name` under `prefix`; a key expires `expiry` after it was last written (at least 1 ms).
-    pub fn new(link: Arc<RedisLink>, prefix: &str, name: &str, expiry: Duration, local: Arc<dyn KvStore>) -> Self {
+    /// `mirrored`: the local twin keeps a copy of every value read or written, for outages.
+    pub fn new(link: Arc<RedisLink>, prefix: &str, name: &str, expiry: Duration, local: Arc<dyn KvStore>, mirrored: bool) -> Self {
         let expiry_ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX).max(1);
-        Self { link, prefix: format!("{prefix}{name}:"), expiry_ms, local }
+        Self { link, prefix: format!("{prefix}{name}:"), expiry_ms, local, mirrored }
     }
 
     fn key(&self, key: &str) -> String {
@@ -265,6 +291,11 @@ impl KvStore for RedisBucket {
             let mut cmd = redis::cmd("GET");
             cmd.arg(self.key(key));
             match self.link.run::<Option<Vec<u8>>>("get", Query::One(cmd)).await {
+                Some(Ok(Some(value))) if self.mirrored => {
+                    // A full twin only forgets its copy; the answer from Redis stands.
+                    let _ = self.local.set(key, value.clone()).await;
+                    Ok(Some(value))
+                }
                 Some(result) => result,
                 None => self.local.get(key).await,
             }
@@ -277,6 +308,10 @@ impl KvStore for RedisBucket {
             let mut cmd = redis::cmd("SET");
             cmd.arg(self.key(key)).arg(value.as_slice()).arg("PX").arg(self.expiry_ms);
             match self.link.run::<()>("set", Query::One(cmd)).await {
+                Some(Ok(())) if self.mirrored => {
+                    let _ = self.local.set(key, value).await;
+                    Ok(())
+                }
                 Some(result) => result,
                 None => self.local.set(key, value).await,
             }
@@ -288,6 +323,7 @@ impl KvStore for RedisBucket {
             let mut cmd = redis::cmd("DEL");
             cmd.arg(self.key(key));
             match self.link.run::<()>("delete", Query::One(cmd)).await {
+                Some(Ok(())) if self.mirrored => self.local.delete(key).await,
                 Some(result) => result,
                 None => self.local.delete(key).await,
             }

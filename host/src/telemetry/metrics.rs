@@ -41,6 +41,8 @@ pub const KV_FALLBACK: &str = "stock_host_kv_fallback";
 pub const KV_OPERATIONS_TOTAL: &str = "stock_host_kv_operations_total";
 /// Outgoing requests refused because their authority is not the configured upstream.
 pub const EGRESS_REFUSED_TOTAL: &str = "stock_host_egress_refused_total";
+/// Upstream calls not made because Redis, where the fleet counts the day's quota, was unreachable.
+pub const UPSTREAM_PAUSED_TOTAL: &str = "stock_host_upstream_paused_total";
 
 /// Requests served by a reused instance (no instantiation).
 pub const INSTANCE_REUSES_TOTAL: &str = "stock_host_instance_reuses_total";
@@ -131,6 +133,8 @@ pub struct Metrics {
     pub kv_fallback: IntGauge,
     /// See [`EGRESS_REFUSED_TOTAL`].
     pub egress_refused: IntCounter,
+    /// See [`UPSTREAM_PAUSED_TOTAL`].
+    pub upstream_paused: IntCounter,
     /// See [`INSTANCE_REUSES_TOTAL`].
     pub instance_reuses: IntCounter,
     /// See [`SWAPS_TOTAL`].
@@ -268,6 +272,10 @@ impl Metrics {
             )?,
             kv_fallback: gauge(KV_FALLBACK, "1 while the host serves keyvalue from its local store because Redis does not answer.")?,
             egress_refused: counter(EGRESS_REFUSED_TOTAL, "Outgoing requests refused: authority not allowed.")?,
+            upstream_paused: counter(
+                UPSTREAM_PAUSED_TOTAL,
+                "Upstream calls not made because Redis, where the fleet counts the day's quota, was unreachable.",
+            )?,
             instance_reuses: counter(INSTANCE_REUSES_TOTAL, "Requests served by a reused instance (no instantiation).")?,
             swaps: counter_vec(SWAPS_TOTAL, "Component swap attempts, by result.", &[LABEL_RESULT])?,
             swap_seconds: histogram(SWAP_SECONDS, "From a component change being noticed to the new build serving.", SWAP_BUCKETS)?,

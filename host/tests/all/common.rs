@@ -201,10 +201,16 @@ impl ConfigMapDir {
 
 /// Like [`request`] but returns I/O errors.
 pub fn try_request(addr: SocketAddr, method: &str, path: &str, timeout: Duration) -> std::io::Result<Reply> {
+    try_request_with(addr, method, path, &[], timeout)
+}
+
+/// [`try_request`] with extra request headers.
+pub fn try_request_with(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], timeout: Duration) -> std::io::Result<Reply> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n\r\n")?;
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: 0\r\n{extra}\r\n")?;
     let mut raw = Vec::new();
     stream.read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw).into_owned();

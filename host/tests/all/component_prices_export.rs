@@ -33,6 +33,8 @@ fn call(symbol: Option<&str>, days: Option<u32>, sim: &Sim, kv: &Buckets) -> Val
             metrics,
             trace: None,
             spans: None,
+            shared_state: None,
+            epoch_at_start: None,
         };
         let vars = ComponentConfig::new(config.service.variables(), Some("export-key".into())).variables();
         let state = RequestState::new(egress, vars, kv.clone(), 64 << 20);

@@ -17,7 +17,7 @@ const ENV_SKIP: &str = "STOCK_SKIP_CONTAINER";
 
 /// The image to test, or `None` when the developer opted out with STOCK_SKIP_CONTAINER=1 (said on stderr, past the
 /// test harness's capture). A missing STOCK_IMAGE without that opt-out fails the test: it must not pass untested.
-fn image() -> Option<String> {
+pub(crate) fn image() -> Option<String> {
     match std::env::var(ENV_SKIP).as_deref() {
         Ok("1") => {
             // Straight to stderr, not `eprintln!`: libtest captures that and would hide the line for a passing test.

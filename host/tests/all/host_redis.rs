@@ -46,7 +46,7 @@ fn the_redis_backend_keeps_the_same_store_contract_as_memory() {
         let settings = settings(&redis);
         let link = connected(&settings).await;
         let local = Arc::new(MemoryBucket::new(Policy::cache(10, None)));
-        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "state", settings.state_expiry, local);
+        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "state", settings.state_expiry, local, false);
         contract::check(&bucket).await;
         assert_eq!(bucket.backend(), "redis", "the contract ran against Redis, not the local twin");
     });
@@ -63,7 +63,7 @@ fn redis_forgets_a_key_not_written_within_its_expiry_like_memory() {
         let link = connected(&settings).await;
         let expiry = Duration::from_millis(1_000);
         let local = Arc::new(MemoryBucket::new(Policy::memo(10, Some(expiry))));
-        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "expiring", expiry, local);
+        let bucket = RedisBucket::new(link.clone(), &settings.prefix, "expiring", expiry, local, false);
         contract::check_expiry(&bucket, expiry).await;
         assert_eq!(bucket.backend(), "redis", "the expiry was Redis's, not the local twin's");
     });
@@ -105,17 +105,28 @@ fn a_breaker_opened_through_one_replica_is_open_on_the_other() {
 }
 
 #[test]
-fn a_redis_outage_costs_no_5xx_and_sharing_comes_back_on_its_own() {
+fn a_redis_outage_serves_what_each_replica_served_makes_no_upstream_call_and_sharing_comes_back_on_its_own() {
     let sim = Sim::start();
     let mut redis = RedisServer::start();
     let (a, b) = two_hosts(&sim, &redis, &[("KV_TIMEOUT", "200ms")]);
-    assert_eq!(get(a.addr, "/MSFT/7").status, 200);
+    // Each replica has read both series from Redis once: its local twin keeps a copy.
+    for host in [&a, &b] {
+        assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+        assert_eq!(get(host.addr, "/IBM/3").status, 200);
+    }
+    let calls = sim.calls();
     redis.kill();
     for i in 0..20 {
         let host = if i % 2 == 0 { &a } else { &b };
         let reply = get(host.addr, if i % 3 == 0 { "/IBM/3" } else { "/MSFT/7" });
         assert_eq!(reply.status, 200, "request {i} during the outage: {}", reply.body);
     }
+    // A symbol neither has a copy of: no upstream call, since the day's count is in Redis.
+    let refused = get(b.addr, "/AAPL/5");
+    assert_eq!((refused.status, refused.header("retry-after")), (503, Some("5")), "{}", refused.body);
+    assert_eq!(refused.json()["type"], "https://stock-service.dev/problems/upstream-call-refused");
+    assert_eq!(sim.calls(), calls, "no upstream call while Redis is down");
+    assert_eq!(b.metric("stock_host_upstream_paused_total"), 1.0);
     assert_eq!(a.metric("stock_host_kv_fallback"), 1.0, "the outage shows in /metrics");
     assert_eq!(get(a.addr, "/ready").status, 200, "still ready: the service still answers");
     assert_eq!(a.logs().matches("Redis unreachable").count(), 1, "said once in the log");
@@ -142,6 +153,8 @@ fn a_rotated_kv_password_file_is_picked_up_without_a_restart() {
     let env = [("KV_URL", url.as_str()), ("KV_PASSWORD_FILE", password_file.to_str().expect("utf-8"))];
     let host = Host::with_sim(&sim, "rotation-key", &env);
     assert_eq!(get(host.addr, "/MSFT/7").status, 200);
+    // Read before the rotation: while the host falls back, it answers from its copy (no upstream call then).
+    assert_eq!(get(host.addr, "/IBM/9").status, 200);
     assert_eq!(host.metric("stock_host_kv_fallback"), 0.0, "the old password opens Redis");
 
     // Rotate as an operator would: Redis first, then the Secret; then every connection is dropped.

@@ -5,6 +5,7 @@ mod component_prices_export;
 mod component_under_wasmtime_serve;
 mod component_world;
 mod container;
+mod fleet;
 mod host_cache_and_state;
 mod host_canary;
 mod host_hostile_input;
