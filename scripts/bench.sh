@@ -109,7 +109,10 @@ for i in $(seq 1 10); do
 done
 kill -INT "$wrk_pid" 2>/dev/null || true; wait "$wrk_pid" 2>/dev/null || true
 swap_stats=$(printf '%s\n' "${latencies[@]}" | sort -n | python3 -c 'import sys; v=[float(x) for x in sys.stdin]; print(f"p50 {v[len(v)//2]:.3f} s, max {v[-1]:.3f} s over {len(v)} swaps")')
-swap_load=$(awk '/requests in|Non-2xx|Socket errors|Requests\/sec/' "$work/swap-wrk.txt" | tr -s ' ' | tr '\n' ';')
+swap_load=$(awk '/requests in/ {req = $1; dur = $4; sub(/,$/, "", dur)} /Requests\/sec/ {rps = $2}
+  /Non-2xx/ {non2xx = $NF} /Socket errors/ {sub(/^ +/, ""); socket = $0}
+  END {printf "%s requests in %s (%s req/s); non-2xx answers: %s; %s", req, dur, rps, non2xx == "" ? "none" : non2xx, socket == "" ? "no socket errors" : socket}' \
+  "$work/swap-wrk.txt")
 swaps_ok=$(metric "${admin[swap]}" 'stock_host_swaps_total{result="ok"}')
 
 # From a registry: Debian's docker-registry on loopback (storage in $work) holding the release build and the

@@ -4,6 +4,7 @@
 # `PUT /admin/component`; then one `POST /admin/rollback` and one rejected garbage upload. Prints each swap's
 # latency (change to visible in X-Component-Version), the load's error count and the host's swap history.
 # Usage: scripts/swap-demo.sh [SWAPS]   (default 6; LOAD=curl forces the curl loop instead of wrk)
+#        PORT, ADMIN_PORT, SIM_PORT pick the ports (default: free ones), e.g. to watch it from a browser.
 # Needs the release builds (make build): target/release/{stock-host,alphavantage-sim} and the component.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -74,7 +75,12 @@ publish() {
 }
 publish "${builds[0]}"; ln -s ..data/component.wasm "$volume/component.wasm"
 
-sim_port=$(free_port); host_port=$(free_port); admin_port=$(free_port)
+sim_port=${SIM_PORT:-$(free_port)}; host_port=${PORT:-$(free_port)}; admin_port=${ADMIN_PORT:-$(free_port)}
+for p in "$sim_port" "$host_port" "$admin_port"; do
+  [[ $p =~ ^[0-9]+$ ]] && ((p >= 1 && p <= 65535)) || { echo "swap-demo: ports must be 1-65535 (got $p)" >&2; exit 2; }
+done
+[[ $(printf '%s\n' "$sim_port" "$host_port" "$admin_port" | sort -u | wc -l) == 3 ]] ||
+  { echo "swap-demo: PORT, ADMIN_PORT and SIM_PORT must differ" >&2; exit 2; }
 "$SIM_BIN" --addr "127.0.0.1:$sim_port" >"$work/sim.log" 2>&1 & pids+=($!)
 wait_port "$sim_port"
 BIND=127.0.0.1 PORT=$host_port ADMIN_PORT=$admin_port COMPONENT="$volume/component.wasm" APIKEY=demo-key \
