@@ -157,7 +157,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         component = %config.component.component,
         version = %stable.origin.version,
         upstream = %config.service.upstream_authority(),
-        "listening on http://{}: try /{}/{} (prices), /docs (API reference); metrics on http://{}/metrics",
+        "listening on http://{}: try /{}/{} (prices), /docs (API reference); admin on http://{}: /metrics, /docs (admin API)",
         browsable(traffic_addr),
         config.service.symbol,
         config.service.ndays,

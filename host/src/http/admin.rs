@@ -125,6 +125,9 @@ impl Drop for TokenWatcher {
     }
 }
 
+/// The admin port's OpenAPI document, served at its `/openapi.json` (and rendered by its `/docs`).
+pub const ADMIN_OPENAPI_JSON: &str = include_str!("../../../docs/openapi-admin.json");
+
 /// Answers one request on the admin port. On a reserved connection (the port was full) only the
 /// light requests an operator needs are served.
 pub(super) async fn request(server: Arc<Server>, request: Request<Incoming>, lane: Lane) -> Response<HostBody> {
@@ -146,6 +149,8 @@ pub(super) async fn request(server: Arc<Server>, request: Request<Incoming>, lan
         (&Method::PUT, "/admin/component") => upload(&server, request).await,
         (&Method::POST, "/admin/rollback") => roll_back(&server, &request),
         (&Method::POST, "/admin/promote") => promote(&server, &request),
+        (&Method::GET, "/openapi.json") => Ok(json_response(StatusCode::OK, full(ADMIN_OPENAPI_JSON))),
+        (&Method::GET, _) => super::docs::serve(&path).ok_or(HostError::NotFound),
         _ => Err(HostError::NotFound),
     };
     answer.unwrap_or_else(|error| error.into_response(&path, &req_id))

@@ -235,6 +235,43 @@ fn the_served_openapi_document_is_the_file_and_a_valid_openapi_3_1_document() {
 }
 
 #[test]
+fn the_admin_port_serves_its_own_openapi_document_listing_exactly_the_routes_it_answers() {
+    let validator = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/py/bin/openapi-spec-validator");
+    assert!(validator.exists(), "{} is missing: `make prereqs-python` (part of `make test`) installs it", validator.display());
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/openapi-admin.json");
+    let text = std::fs::read_to_string(&file).expect("docs/openapi-admin.json");
+    let sim = Sim::start();
+    let host = Host::with_sim(&sim, "admin-openapi-key", &[]);
+    let served = get(host.admin, "/openapi.json");
+    assert_eq!(served.status, 200);
+    assert_eq!(served.body, text, "the admin port serves docs/openapi-admin.json");
+    let output = std::process::Command::new(validator).arg(&file).output().expect("run openapi-spec-validator");
+    assert!(output.status.success(), "{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    // Every documented operation is routed (writes answer 403 here: no admin token is set)...
+    let document: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let mut operations = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("path item").keys().filter(|m| ["get", "put", "post", "delete"].contains(&m.as_str())) {
+            operations.push((method.to_uppercase(), path.clone()));
+        }
+    }
+    assert_eq!(operations.len(), 7, "{operations:?}");
+    for (method, path) in &operations {
+        let answer = request(host.admin, method, path);
+        let want = if method == "GET" { 200 } else { 403 };
+        assert_eq!(answer.status, want, "{method} {path}: {}", answer.body);
+    }
+    // ...and what it does not list is not.
+    for (method, path) in
+        [("HEAD", "/metrics"), ("DELETE", "/admin/component"), ("GET", "/admin"), ("POST", "/admin/component"), ("GET", "/MSFT/7")]
+    {
+        assert_eq!(request(host.admin, method, path).status, 404, "{method} {path} is not an admin route");
+    }
+    let page = get(host.admin, "/docs");
+    assert!(page.status == 200 && page.body.contains("/openapi.json"), "the admin port renders its own document");
+}
+
+#[test]
 fn the_docs_page_and_its_bundle_are_served_by_the_host_with_a_same_origin_policy() {
     let sim = Sim::start();
     let host = Host::with_sim(&sim, "docs-key", &[]);
