@@ -26,8 +26,9 @@ pub struct ListenOptions {
     /// Traffic port (the component's routes, /health, /ready, /docs).
     #[arg(long, env = "PORT", default_value_t = DEFAULT_PORT, value_parser = parse_port)]
     pub port: u16,
-    /// Admin port: /metrics, GET /admin/component, and the admin writes (PUT /admin/component,
-    /// POST /admin/promote, POST /admin/rollback). Keep it off any Service that faces clients.
+    /// Admin port: /metrics, GET /admin/component, the admin writes (PUT /admin/component,
+    /// POST /admin/promote, POST /admin/rollback) and their reference (/openapi.json, /docs). Keep it off any
+    /// Service that faces clients.
     #[arg(long, env = "ADMIN_PORT", default_value_t = DEFAULT_ADMIN_PORT, value_parser = parse_port)]
     pub admin_port: u16,
     /// Address both ports bind to: loopback by default, so a workstation never shows its admin port
