@@ -10,6 +10,10 @@ cd "$(dirname "$0")/.."
 DURATION=${BENCH_SECONDS:-10}
 CONNECTIONS=${BENCH_CONNECTIONS:-16}
 COMPONENT=target/wasm32-wasip2/release/stock_component.wasm
+# The test-only build (make fixture): its /_fixture/floor answers a fixed 200 with no keyvalue and no configuration read,
+# the floor of one component call on this stack.
+FIXTURE=target/fixtures/stock_component_fixture.wasm
+[ -f "$FIXTURE" ] || { echo "bench: $FIXTURE is missing: make fixture" >&2; exit 1; }
 OUT=docs/benchmarks.md
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -40,12 +44,16 @@ wait_redis() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$redis_por
 wait_redis
 host redis KV_URL="redis://127.0.0.1:$redis_port"
 host cold CACHE_TTL=0 NEGATIVE_CACHE_TTL=0
+host floor COMPONENT="$FIXTURE"
 serve_port=$(free_port); reuse_port=$(free_port)
 wasmtime serve --addr "127.0.0.1:$serve_port" -S cli -S keyvalue -S config -S config-var=apikey=bench-key \
   -S "config-var=alphavantage_url=$upstream" "$COMPONENT" >/dev/null 2>&1 & pids+=($!)
 wasmtime serve --addr "127.0.0.1:$reuse_port" -O pooling-allocator --max-instance-reuse-count 1000 -S cli -S keyvalue -S config \
   -S config-var=apikey=bench-key -S "config-var=alphavantage_url=$upstream" "$COMPONENT" >/dev/null 2>&1 & pids+=($!)
-wait_port "$serve_port"; wait_port "$reuse_port"
+floor_port=$(free_port)
+wasmtime serve --addr "127.0.0.1:$floor_port" -O pooling-allocator --max-instance-reuse-count 1000 -S cli -S keyvalue -S config \
+  -S config-var=apikey=bench-key -S "config-var=alphavantage_url=$upstream" "$FIXTURE" >/dev/null 2>&1 & pids+=($!)
+wait_port "$serve_port"; wait_port "$reuse_port"; wait_port "$floor_port"
 for name in reuse noreuse redis; do curl -sf "http://127.0.0.1:${port[$name]}/MSFT/7" >/dev/null; done   # later requests are HITs
 rss_idle=$(rss_kb "${pid[reuse]}")
 
@@ -59,6 +67,8 @@ scenarios=(
   "host /openapi.json, reuse on|$(h reuse /openapi.json)|a component route without upstream or cache"
   "wasmtime serve /openapi.json|http://127.0.0.1:$serve_port/openapi.json|the same component and route, default flags"
   "wasmtime serve /openapi.json, reuse|http://127.0.0.1:$reuse_port/openapi.json|-O pooling-allocator --max-instance-reuse-count 1000"
+  "host floor|$(h floor /_fixture/floor)|the floor: a component call that reads nothing and answers a fixed 200 (test-only build)"
+  "wasmtime serve floor, reuse|http://127.0.0.1:$floor_port/_fixture/floor|the same floor under wasmtime serve with its own reuse"
   "host /MSFT/7 cold miss|$(h cold /MSFT/7)|CACHE_TTL=0: single flight and an upstream call through the simulator"
 )
 sim_msft_calls() { curl -s "http://127.0.0.1:$sim_port/_sim/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["by_symbol"].get("MSFT", 0))'; }
@@ -258,6 +268,7 @@ ratio() { python3 -c "print(f'{${rps_of[$1]} / ${rps_of[$2]}:.2f}')"; }
   echo "- cached p99 / native p99 at $CONNECTIONS connections: ${p99_of['host /MSFT/7 cached, reuse on']} / ${p99_of['host native /health']} (target at most 3x)"
   echo "- reuse on vs off for cached \`/MSFT/7\`: $(ratio 'host /MSFT/7 cached, reuse on' 'host /MSFT/7 cached, reuse off')x"
   echo "- cached \`/MSFT/7\` through Redis vs in memory: $(ratio 'host /MSFT/7 cached, Redis' 'host /MSFT/7 cached, reuse on')"
+  echo "- the floor (a component call that reads nothing) vs native \`/health\`: $(ratio 'host floor' 'host native /health'); cached \`/MSFT/7\` vs the floor: $(ratio 'host /MSFT/7 cached, reuse on' 'host floor'); the host's floor vs \`wasmtime serve\`'s with reuse: $(ratio 'host floor' 'wasmtime serve floor, reuse')x"
   echo
   echo "## Also measured"
   echo

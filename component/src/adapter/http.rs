@@ -19,6 +19,9 @@ impl Guest for Component {
         #[cfg(feature = "fixture")]
         let reply = if let Some(reply) = super::fixture::control(&path) {
             reply
+        } else if path == "/_fixture/floor" {
+            // The floor of a component call (`make bench`): no keyvalue, no configuration, a fixed small body.
+            crate::core::respond::Reply { status: 200, headers: vec![("content-type", "text/plain".into())], body: "ok\n".into() }
         } else if path.starts_with("/_fixture/fail") {
             crate::core::respond::Reply {
                 status: 500,
@@ -37,7 +40,7 @@ impl Guest for Component {
 }
 
 /// Test-fixture builds only: requests that trap, spin or exhaust memory on purpose
-/// (`/_fixture/fail` answers a plain 500 instead, for canary judgment).
+/// (`/_fixture/fail` answers a plain 500 instead, for canary judgment; `/_fixture/floor` a fixed 200).
 #[cfg(feature = "fixture")]
 fn misbehave(path: &str) {
     match path {
