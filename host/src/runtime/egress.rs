@@ -67,7 +67,10 @@ impl EgressPolicy {
     /// Whether the current request must stay off shared state, and make no upstream call: Redis holds the day's
     /// count, and it is unreachable or came back since this request began (so the request may have counted locally).
     pub fn off_shared_state(&self) -> bool {
-        self.shared_state.as_ref().is_some_and(|link| link.shared_epoch().is_none() || link.shared_epoch() != self.epoch_at_start)
+        self.shared_state.as_ref().is_some_and(|link| {
+            let now = link.shared_epoch();
+            now.is_none() || now != self.epoch_at_start
+        })
     }
 
     fn capped(&self, options: Option<RequestOptions>) -> RequestOptions {

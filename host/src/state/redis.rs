@@ -132,9 +132,11 @@ impl RedisLink {
         let pong = tokio::time::timeout(self.timeout, redis::cmd("PING").query_async::<String>(&mut conn)).await;
         if matches!(pong, Ok(Ok(_))) {
             if !self.healthy.load(Ordering::SeqCst) {
+                // The epoch moves before Redis counts as healthy, so no request that began before this return
+                // ever sees its own epoch with Redis healthy again (see `shared_epoch`). Only the prober calls
+                // this once it runs, so the load and the store do not race.
                 self.returns.fetch_add(1, Ordering::SeqCst);
-            }
-            if !self.healthy.swap(true, Ordering::SeqCst) {
+                self.healthy.store(true, Ordering::SeqCst);
                 tracing::info!(redis = %self.endpoint, "keyvalue: Redis answers; replicas share state again");
                 self.metrics.kv_fallback.set(0);
             }

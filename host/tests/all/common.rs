@@ -3,7 +3,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -162,6 +162,15 @@ pub fn with_custom_section(bytes: &[u8], name: &str) -> Vec<u8> {
     leb(payload.len(), &mut out);
     out.extend_from_slice(&payload);
     out
+}
+
+/// `base` with a custom section named `name`, written to `dir`: a distinct valid build (its own digest and
+/// version). Its path and version.
+pub fn written_build(dir: &TempDir, base: &Path, name: &str) -> (PathBuf, String) {
+    let bytes = with_custom_section(&std::fs::read(base).expect("component"), name);
+    let path = dir.0.join(format!("{name}.wasm"));
+    std::fs::write(&path, &bytes).expect("write build");
+    (path, stock_host::version_of(&bytes))
 }
 
 /// A directory laid out like a mounted Kubernetes ConfigMap: `component.wasm -> ..data/component.wasm`,
@@ -380,19 +389,9 @@ impl Sim {
         assert_eq!(reply.status, 200, "sim refused fault {mode}: {}", reply.body);
     }
 
-    /// `GET /_sim/stats`, read strictly: an answer without the counters fails the test instead of reading as 0.
+    /// `GET /_sim/stats`, read strictly (see [`sim_stats`]).
     pub fn stats(&self) -> SimStats {
-        let reply = get(self.addr, "/_sim/stats");
-        assert_eq!(reply.status, 200, "GET /_sim/stats: {}", reply.body);
-        let stats = reply.json();
-        let calls = stats["calls"].as_u64().unwrap_or_else(|| panic!("no `calls` counter in the sim's stats: {stats}"));
-        let by_symbol = stats["by_symbol"]
-            .as_object()
-            .unwrap_or_else(|| panic!("no `by_symbol` object in the sim's stats: {stats}"))
-            .iter()
-            .map(|(symbol, n)| (symbol.clone(), n.as_u64().unwrap_or_else(|| panic!("calls for {symbol} is not a count: {stats}"))))
-            .collect();
-        SimStats { calls, by_symbol }
+        sim_stats(self.addr)
     }
 
     /// Total /query calls received.
@@ -418,6 +417,22 @@ impl Sim {
         let reply = get(self.addr, &format!("/query?function=TIME_SERIES_DAILY&symbol={symbol}&apikey=oracle"));
         reply.json()
     }
+}
+
+/// `GET /_sim/stats` of the simulator at `addr` (a process here, or a container's published port), read strictly:
+/// an answer without the counters fails the test instead of reading as 0.
+pub fn sim_stats(addr: SocketAddr) -> SimStats {
+    let reply = get(addr, "/_sim/stats");
+    assert_eq!(reply.status, 200, "GET /_sim/stats: {}", reply.body);
+    let stats = reply.json();
+    let calls = stats["calls"].as_u64().unwrap_or_else(|| panic!("no `calls` counter in the sim's stats: {stats}"));
+    let by_symbol = stats["by_symbol"]
+        .as_object()
+        .unwrap_or_else(|| panic!("no `by_symbol` object in the sim's stats: {stats}"))
+        .iter()
+        .map(|(symbol, n)| (symbol.clone(), n.as_u64().unwrap_or_else(|| panic!("calls for {symbol} is not a count: {stats}"))))
+        .collect();
+    SimStats { calls, by_symbol }
 }
 
 /// What the simulator's `GET /_sim/stats` answered.
@@ -509,50 +524,91 @@ impl Host {
     }
 }
 
-/// Load on a host from a few threads, every answer counted (200 ok, anything else failed); each
-/// thread stops when told or after a minute.
+/// Load from a few threads, every answer counted by (path, status); status 0 is a request that got no HTTP
+/// answer. Each thread stops when told or after two minutes.
 pub struct Load {
     stop: Arc<std::sync::atomic::AtomicBool>,
-    ok: Arc<std::sync::atomic::AtomicU64>,
-    failed: Arc<std::sync::atomic::AtomicU64>,
+    counts: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
 impl Load {
-    /// `threads` threads cycling through `paths` on `addr`.
-    pub fn start(addr: SocketAddr, paths: &'static [&'static str], threads: usize) -> Self {
-        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-        let (stop, ok, failed) = (Arc::new(AtomicBool::new(false)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    /// `threads` threads cycling through `paths` on `addr`, back to back.
+    pub fn start(addr: SocketAddr, paths: &[&str], threads: usize) -> Self {
+        Self::start_with(addr, paths, &[], threads, Duration::ZERO)
+    }
+
+    /// Like [`Load::start`], with extra request `headers` and a pause of `pace` between a thread's requests.
+    pub fn start_with(addr: SocketAddr, paths: &[&str], headers: &[(&str, &str)], threads: usize, pace: Duration) -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let (stop, counts) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(BTreeMap::new())));
+        let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
+        let headers: Vec<(String, String)> = headers.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let threads = (0..threads)
             .map(|i| {
-                let (stop, ok, failed) = (stop.clone(), ok.clone(), failed.clone());
+                let (stop, counts, paths, headers) = (stop.clone(), counts.clone(), paths.clone(), headers.clone());
                 std::thread::spawn(move || {
+                    let headers: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
                     let started = Instant::now();
                     let mut n = i;
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(60) {
-                        match try_request(addr, "GET", paths[n % paths.len()], Duration::from_secs(10)) {
-                            Ok(reply) if reply.status == 200 => ok.fetch_add(1, Ordering::Relaxed),
-                            other => {
-                                eprintln!("failed under load: {other:?}");
-                                failed.fetch_add(1, Ordering::Relaxed)
+                    while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
+                        let path = &paths[n % paths.len()];
+                        let status = match try_request_with(addr, "GET", path, &headers, Duration::from_secs(20)) {
+                            Ok(reply) => reply.status,
+                            Err(error) => {
+                                eprintln!("no answer under load for {path}: {error}");
+                                0
                             }
                         };
+                        if status != 200 {
+                            eprintln!("under load: {path} answered {status}");
+                        }
+                        *counts.lock().expect("counts").entry((path.clone(), status)).or_default() += 1;
                         n += 1;
+                        std::thread::sleep(pace);
                     }
                 })
             })
             .collect();
-        Self { stop, ok, failed, threads }
+        Self { stop, counts, threads }
     }
 
-    /// Stops the threads and gives (ok, failed).
+    /// Stops the threads and gives (ok, failed): 200 is ok, anything else failed.
     pub fn finish(self) -> (u64, u64) {
+        let tally = self.tally();
+        let failed = tally.failed(|_, status| status == 200);
+        (tally.total() - failed, failed)
+    }
+
+    /// Stops the threads and gives every answer by (path, status).
+    pub fn tally(self) -> Tally {
         use std::sync::atomic::Ordering;
         self.stop.store(true, Ordering::Relaxed);
         for thread in self.threads {
             thread.join().expect("load thread");
         }
-        (self.ok.load(Ordering::Relaxed), self.failed.load(Ordering::Relaxed))
+        Tally(self.counts.lock().expect("counts").clone())
+    }
+}
+
+/// What a [`Load`] got: answers by (path, status).
+#[derive(Debug)]
+pub struct Tally(pub BTreeMap<(String, u16), u64>);
+
+impl Tally {
+    /// Every answer.
+    pub fn total(&self) -> u64 {
+        self.0.values().sum()
+    }
+
+    /// Answers to `path` with `status`.
+    pub fn count(&self, path: &str, status: u16) -> u64 {
+        self.0.get(&(path.to_owned(), status)).copied().unwrap_or(0)
+    }
+
+    /// Answers that `ok` does not accept.
+    pub fn failed(&self, ok: impl Fn(&str, u16) -> bool) -> u64 {
+        self.0.iter().filter(|((path, status), _)| !ok(path, *status)).map(|(_, n)| n).sum()
     }
 }
 

@@ -9,10 +9,8 @@
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -24,6 +22,8 @@ const QUOTA: u64 = 300;
 const TTL: Duration = Duration::from_secs(3);
 /// Load threads: each has at most one request in flight.
 const THREADS: usize = 4;
+/// Pause between one load thread's requests: three replicas, the balancer and the load share two cores.
+const PACE: Duration = Duration::from_millis(5);
 const TAG: &str = "live";
 /// What the replicas run with besides the fleet's defaults: canaries judged and promoted by themselves.
 /// The judge compares error ratios here: a p99 floor of 1 s keeps two shared cores' scheduling noise out of it.
@@ -59,9 +59,9 @@ type Figure = (&'static str, u64, u64, u64, u64);
 fn one_call_per_symbol_per_ttl_for_the_whole_fleet(fleet: &Fleet, figures: &mut Vec<Figure>) {
     let before = fleet.sim_stats();
     let started = Instant::now();
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], None);
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], &[], THREADS, PACE);
     std::thread::sleep(Duration::from_secs(7));
-    let tally = load.finish();
+    let tally = load.tally();
     let elapsed = started.elapsed();
     assert_eq!(tally.failed(|_, status| status == 200), 0, "{tally:?}");
     let after = fleet.sim_stats();
@@ -79,14 +79,14 @@ fn one_call_per_symbol_per_ttl_for_the_whole_fleet(fleet: &Fleet, figures: &mut 
 
 fn rollouts_reach_every_replica_and_a_bad_build_is_rolled_back_everywhere(fleet: &Fleet, dir: &TempDir, figures: &mut Vec<Figure>) {
     let calls = fleet.sim_stats().calls;
-    let (good, good_version) = build(dir, &component_path(), "fleet-good");
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5"], None);
+    let (good, good_version) = written_build(dir, &component_path(), "fleet-good");
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5"], &[], THREADS, PACE);
     fleet.push(&good);
     fleet.eventually(Duration::from_secs(90), "every replica canaries, then promotes, the moved tag's build", || {
         (1..=REPLICAS)
             .all(|i| fleet.component(i).is_some_and(|c| c["running"]["version"] == good_version.as_str() && c["canary"].is_null()))
     });
-    let good_tally = load.finish();
+    let good_tally = load.tally();
     assert_eq!(good_tally.failed(|_, status| status == 200), 0, "{good_tally:?}");
     for i in 1..=REPLICAS {
         // A canary first; the fleet has no admin token, so only the judge can have promoted it.
@@ -94,8 +94,8 @@ fn rollouts_reach_every_replica_and_a_bad_build_is_rolled_back_everywhere(fleet:
     }
 
     // The fixture build answers /_fixture/fail with 500 (the stable build: 400, not a symbol).
-    let (bad, bad_version) = build(dir, &fixture_component_path(), "fleet-bad");
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/_fixture/fail", "/AAPL/5"], None);
+    let (bad, bad_version) = written_build(dir, &fixture_component_path(), "fleet-bad");
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/_fixture/fail", "/AAPL/5"], &[], THREADS, PACE);
     fleet.push(&bad);
     fleet.eventually(Duration::from_secs(90), "every replica rolls the bad canary back", || {
         (1..=REPLICAS).all(|i| {
@@ -103,7 +103,7 @@ fn rollouts_reach_every_replica_and_a_bad_build_is_rolled_back_everywhere(fleet:
                 && fleet.metric(i, "stock_host_swaps_total{result=\"auto_rollback\"}") >= 1.0
         })
     });
-    let bad_tally = load.finish();
+    let bad_tally = load.tally();
     let canary_failures = bad_tally.count("/_fixture/fail", 500);
     assert_eq!(
         bad_tally.failed(|path, status| status == 200 || (path == "/_fixture/fail" && matches!(status, 400 | 500))),
@@ -132,19 +132,19 @@ fn the_registry_stopped_changes_nothing_served_and_the_next_tag_move_applies(fle
     let calls = fleet.sim_stats().calls;
     let errors = |i| fleet.metric(i, "stock_host_registry_polls_total{result=\"error\"}");
     let before: Vec<f64> = (1..=REPLICAS).map(errors).collect();
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5"], None);
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5"], &[], THREADS, PACE);
     fleet.docker(&["stop", "-t", "5", &fleet.container("registry")]);
     fleet.eventually(Duration::from_secs(30), "every replica counts failed polls", || {
         (1..=REPLICAS).all(|i| errors(i) >= before[i - 1] + 2.0)
     });
     fleet.docker(&["start", &fleet.container("registry")]);
-    let (third, third_version) = build(dir, &component_path(), "fleet-third");
+    let (third, third_version) = written_build(dir, &component_path(), "fleet-third");
     fleet.eventually(Duration::from_secs(30), "the registry takes a push again", || fleet.try_push(&third));
     fleet.eventually(Duration::from_secs(90), "the tag moved after the outage reaches every replica", || {
         (1..=REPLICAS)
             .all(|i| fleet.component(i).is_some_and(|c| c["running"]["version"] == third_version.as_str() && c["canary"].is_null()))
     });
-    let tally = load.finish();
+    let tally = load.tally();
     assert_eq!(tally.failed(|_, status| status == 200), 0, "{tally:?}");
     figures.push(("8 registry stopped", tally.total(), 0, 0, fleet.sim_stats().calls - calls));
 }
@@ -152,7 +152,7 @@ fn the_registry_stopped_changes_nothing_served_and_the_next_tag_move_applies(fle
 fn a_killed_replica_is_routed_around_and_rejoins_with_the_current_build(fleet: &Fleet, figures: &mut Vec<Figure>) {
     let calls = fleet.sim_stats().calls;
     let current = fleet.component(1).expect("admin")["running"]["version"].clone();
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], None);
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], &[], THREADS, PACE);
     std::thread::sleep(Duration::from_secs(1));
     fleet.docker(&["kill", &fleet.replica(2)]);
     fleet.eventually(Duration::from_secs(10), "the balancer marks the killed replica down", || fleet.replicas_up() == REPLICAS - 1);
@@ -162,7 +162,7 @@ fn a_killed_replica_is_routed_around_and_rejoins_with_the_current_build(fleet: &
         fleet.replicas_up() == REPLICAS && fleet.component(2).is_some_and(|c| c["running"]["version"] == current)
     });
     std::thread::sleep(Duration::from_secs(1));
-    let tally = load.finish();
+    let tally = load.tally();
     // Only requests in flight on the killed replica can fail: at most one per load thread (HAProxy resends
     // those it can, so usually none).
     let failed = tally.failed(|_, status| status == 200);
@@ -172,21 +172,21 @@ fn a_killed_replica_is_routed_around_and_rejoins_with_the_current_build(fleet: &
 
 fn a_rolling_restart_fails_no_request(fleet: &Fleet, figures: &mut Vec<Figure>) {
     let calls = fleet.sim_stats().calls;
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], None);
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], &[], THREADS, PACE);
     for i in 1..=REPLICAS {
         // SIGTERM: /ready answers 503 at once, the balancer stops sending within a check, in-flight requests drain.
         fleet.docker(&["stop", "-t", "30", &fleet.replica(i)]);
         fleet.docker(&["start", &fleet.replica(i)]);
         fleet.eventually(Duration::from_secs(60), "the restarted replica is back in rotation", || fleet.replicas_up() == REPLICAS);
     }
-    let tally = load.finish();
+    let tally = load.tally();
     assert_eq!(tally.failed(|_, status| status == 200), 0, "a rolling restart fails nothing: {tally:?}");
     figures.push(("4 rolling restart", tally.total(), 0, 0, fleet.sim_stats().calls - calls));
 }
 
 fn redis_killed_every_replica_falls_back_and_returns_to_shared_state(fleet: &Fleet, figures: &mut Vec<Figure>) {
     let calls = fleet.sim_stats().calls;
-    let load = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], None);
+    let load = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5", "/IBM/3"], &[], THREADS, PACE);
     std::thread::sleep(Duration::from_secs(1));
     fleet.docker(&["kill", &fleet.container("redis")]);
     fleet.eventually(Duration::from_secs(20), "every replica falls back to its local store", || {
@@ -200,7 +200,7 @@ fn redis_killed_every_replica_falls_back_and_returns_to_shared_state(fleet: &Fle
     fleet.eventually(Duration::from_secs(30), "every replica returns to Redis", || {
         (1..=REPLICAS).all(|i| fleet.metric(i, "stock_host_kv_fallback") == 0.0)
     });
-    let tally = load.finish();
+    let tally = load.tally();
     assert_eq!(tally.failed(|_, status| status == 200), 0, "no 5xx while Redis is down: {tally:?}");
     // Shared single flight again: concurrent misses of a new symbol on every replica make one call.
     let before = fleet.sim_stats().calls_for("NVDA").unwrap_or(0);
@@ -222,8 +222,8 @@ fn a_replica_cut_off_from_redis_falls_back_alone_and_rejoins_without_overwriting
     assert_eq!(fleet.pinned(3, "/MSFT/7").status, 200);
     let state_network = format!("{}-state", fleet.name);
     fleet.docker(&["network", "disconnect", &state_network, &fleet.replica(3)]);
-    let shared = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5"], None);
-    let pinned = Traffic::start(fleet.lb, &["/MSFT/7", "/AAPL/5"], Some("replica-3"));
+    let shared = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5"], &[], THREADS, PACE);
+    let pinned = Load::start_with(fleet.lb, &["/MSFT/7", "/AAPL/5"], &[("X-Fleet-Replica", "replica-3")], THREADS, PACE);
     fleet.eventually(Duration::from_secs(20), "replica-3 falls back", || fleet.metric(3, "stock_host_kv_fallback") == 1.0);
     let apart_calls = external(3);
     // Past the TTL: the others refresh MSFT in Redis; replica-3 serves its older copy and calls nobody.
@@ -239,7 +239,7 @@ fn a_replica_cut_off_from_redis_falls_back_alone_and_rejoins_without_overwriting
     assert_eq!((stale.status, stale.header("x-cache")), (200, Some("STALE")), "apart, replica-3 serves its own copy");
     fleet.docker(&["network", "connect", &state_network, &fleet.replica(3)]);
     fleet.eventually(Duration::from_secs(30), "replica-3 rejoins", || fleet.metric(3, "stock_host_kv_fallback") == 0.0);
-    let (shared_tally, pinned_tally) = (shared.finish(), pinned.finish());
+    let (shared_tally, pinned_tally) = (shared.tally(), pinned.tally());
     assert_eq!(shared_tally.failed(|_, status| status == 200) + pinned_tally.failed(|_, status| status == 200), 0);
     // Back, it serves the shared series (newer than its copy), and its local counting never reached Redis.
     let back = fleet.pinned(3, "/MSFT/7");
@@ -292,14 +292,6 @@ fn the_quota_holds_for_the_fleet_while_redis_is_down(fleet: &Fleet, figures: &mu
         assert_eq!(fleet.metric(i, "stock_api_upstream_quota_used") as u64, QUOTA, "replica-{i}");
     }
     figures.push(("7 quota, Redis down", requests, 0, requests, total - calls));
-}
-
-/// `base` with a custom section named `name`: a build of its own (own digest and version).
-fn build(dir: &TempDir, base: &Path, name: &str) -> (PathBuf, String) {
-    let bytes = with_custom_section(&std::fs::read(base).expect("component"), name);
-    let path = dir.0.join(format!("{name}.wasm"));
-    std::fs::write(&path, &bytes).expect("write build");
-    (path, stock_host::version_of(&bytes))
 }
 
 /// The fleet `scripts/fleet.sh` started, under a name of this test run's own; removed on drop.
@@ -416,15 +408,7 @@ impl Fleet {
     }
 
     fn sim_stats(&self) -> SimStats {
-        let reply = get(self.sim, "/_sim/stats");
-        let stats = reply.json();
-        let by_symbol = stats["by_symbol"]
-            .as_object()
-            .expect("by_symbol")
-            .iter()
-            .map(|(symbol, n)| (symbol.clone(), n.as_u64().expect("count")))
-            .collect();
-        SimStats { calls: stats["calls"].as_u64().expect("calls"), by_symbol }
+        sim_stats(self.sim)
     }
 
     fn try_push(&self, build: &Path) -> bool {
@@ -465,72 +449,5 @@ impl Drop for Fleet {
             Ok(output) if output.status.success() => {}
             other => eprintln!("scripts/fleet.sh down {}: {other:?}", self.name),
         }
-    }
-}
-
-/// Load through the balancer from [`THREADS`] threads, every answer counted by (path, status); status 0 is a
-/// request that got no HTTP answer. Each thread stops when told or after two minutes.
-struct Traffic {
-    stop: Arc<AtomicBool>,
-    counts: Arc<Mutex<BTreeMap<(String, u16), u64>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-impl Traffic {
-    fn start(lb: SocketAddr, paths: &[&str], pinned_to: Option<&str>) -> Self {
-        let (stop, counts) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(BTreeMap::new())));
-        let paths: Vec<String> = paths.iter().map(|p| (*p).to_owned()).collect();
-        let threads = (0..THREADS)
-            .map(|t| {
-                let (stop, counts, paths) = (stop.clone(), counts.clone(), paths.clone());
-                let header = pinned_to.map(str::to_owned);
-                std::thread::spawn(move || {
-                    let started = Instant::now();
-                    let mut n = t;
-                    while !stop.load(Ordering::Relaxed) && started.elapsed() < Duration::from_secs(120) {
-                        let path = &paths[n % paths.len()];
-                        let headers: Vec<(&str, &str)> = header.iter().map(|h| ("X-Fleet-Replica", h.as_str())).collect();
-                        let status = match try_request_with(lb, "GET", path, &headers, Duration::from_secs(20)) {
-                            Ok(reply) => reply.status,
-                            Err(error) => {
-                                eprintln!("no answer for {path}: {error}");
-                                0
-                            }
-                        };
-                        *counts.lock().expect("counts").entry((path.clone(), status)).or_default() += 1;
-                        n += 1;
-                        std::thread::sleep(Duration::from_millis(5));
-                    }
-                })
-            })
-            .collect();
-        Self { stop, counts, threads }
-    }
-
-    fn finish(self) -> Tally {
-        self.stop.store(true, Ordering::Relaxed);
-        for thread in self.threads {
-            thread.join().expect("load thread");
-        }
-        Tally(self.counts.lock().expect("counts").clone())
-    }
-}
-
-/// Answers by (path, status).
-#[derive(Debug)]
-struct Tally(BTreeMap<(String, u16), u64>);
-
-impl Tally {
-    fn total(&self) -> u64 {
-        self.0.values().sum()
-    }
-
-    fn count(&self, path: &str, status: u16) -> u64 {
-        self.0.get(&(path.to_owned(), status)).copied().unwrap_or(0)
-    }
-
-    /// Answers that `ok` does not accept.
-    fn failed(&self, ok: impl Fn(&str, u16) -> bool) -> u64 {
-        self.0.iter().filter(|((path, status), _)| !ok(path, *status)).map(|(_, n)| n).sum()
     }
 }

@@ -177,10 +177,7 @@ fn base64(bytes: &[u8]) -> String {
 
 /// A distinct, valid build: the release component with a custom section (another digest).
 fn build(dir: &TempDir, name: &str) -> (PathBuf, String) {
-    let bytes = with_custom_section(&std::fs::read(component_path()).expect("component"), name);
-    let path = dir.0.join(format!("{name}.wasm"));
-    std::fs::write(&path, &bytes).expect("write build");
-    (path, stock_host::version_of(&bytes))
+    written_build(dir, &component_path(), name)
 }
 
 fn registry_host(registry: &Registry, tag: &str, cache: &Path, extra: &[(&str, &str)]) -> Host {
