@@ -1,7 +1,7 @@
 //! [`Env`] over WASI: keyvalue buckets `""` (state), `cache` and `memo`, wall and monotonic clocks, outgoing
 //! HTTP, stderr.
 
-use std::cell::OnceCell;
+use std::cell::{OnceCell, RefCell};
 
 use super::wasi::clocks::{monotonic_clock, wall_clock};
 use super::wasi::http::outgoing_handler;
@@ -12,11 +12,17 @@ use super::wasi::keyvalue::{atomics, store};
 use super::wasi::random::random;
 use crate::core::config::{self, split_url};
 use crate::core::env::{Bucket, Env, FetchError, Fetched, Key};
+use crate::core::rendered::Rendered;
 
 /// Largest upstream body we read; a compact daily series is ~12 KB.
 const MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
 /// Bytes asked for per read of the upstream body.
 const READ_CHUNK: u64 = 64 * 1024;
+
+thread_local! {
+    /// Bodies this instance rendered: a reused instance keeps them for its next requests.
+    static RENDERED: RefCell<Rendered> = RefCell::new(Rendered::default());
+}
 
 /// The per-request environment; buckets are opened on first use.
 #[derive(Default)]
@@ -99,6 +105,10 @@ impl Env for WasiEnv {
 
     fn random_u64(&self) -> u64 {
         random::get_random_u64()
+    }
+
+    fn with_rendered<R>(&self, f: impl FnOnce(&mut Rendered) -> R) -> R {
+        RENDERED.with_borrow_mut(f)
     }
 }
 

@@ -25,7 +25,7 @@ pub fn control(path: &str) -> Option<Reply> {
     Some(Reply {
         status: if done { 200 } else { 400 },
         headers: vec![("content-type", "text/plain".into())],
-        body: format!("fixture smoke switch: {word}"),
+        body: format!("fixture smoke switch: {word}").into(),
     })
 }
 

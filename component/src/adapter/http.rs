@@ -29,10 +29,10 @@ impl Guest for Component {
                 body: "fixture: failing on purpose".into(),
             }
         } else {
-            respond(&WasiEnv::default(), &super::config::load(), &method, &path)
+            super::config::with_settings(|settings| respond(&WasiEnv::default(), settings, &method, &path))
         };
         #[cfg(not(feature = "fixture"))]
-        let reply = respond(&WasiEnv::default(), &super::config::load(), &method, &path);
+        let reply = super::config::with_settings(|settings| respond(&WasiEnv::default(), settings, &method, &path));
         if let Err(why) = send(reply, method == "HEAD", response_out) {
             eprintln!("cannot write response: {why}");
         }
@@ -85,7 +85,10 @@ fn send(reply: Reply, head_only: bool, response_out: ResponseOutparam) -> Result
     }
     let headers = Fields::from_list(&entries).map_err(|e| format!("headers: {e:?}"))?;
     let response = OutgoingResponse::new(headers);
-    response.set_status_code(reply.status).map_err(|()| format!("status {}", reply.status))?;
+    // A new response is 200 already: one host call fewer on every successful answer.
+    if reply.status != 200 {
+        response.set_status_code(reply.status).map_err(|()| format!("status {}", reply.status))?;
+    }
     let body = response.body().map_err(|()| "body already taken".to_owned())?;
     ResponseOutparam::set(response_out, Ok(response));
     if !head_only {

@@ -28,17 +28,20 @@ pub fn encode(series: &Series) -> Vec<u8> {
 
 /// Decodes what [`encode`] wrote; `None` for anything else (an old or foreign value is a miss).
 pub fn decode(bytes: &[u8]) -> Option<Series> {
-    let header = bytes.get(..HEADER_LEN)?;
-    if &header[..4] != MAGIC {
-        return None;
-    }
-    let fetched_at_ms = u64::from_le_bytes(header[4..12].try_into().ok()?);
-    let count = usize::from(u16::from_le_bytes(header[12..14].try_into().ok()?));
-    let rows = &bytes[HEADER_LEN..];
-    if rows.len() != count * ROW_LEN {
-        return None;
-    }
-    let closes = rows
+    decode_last(bytes, u32::MAX)
+}
+
+/// When the series in `bytes` was fetched, read from its header alone; `None` when `bytes` is not one.
+pub fn fetched_at(bytes: &[u8]) -> Option<u64> {
+    rows(bytes).map(|(fetched_at_ms, _)| fetched_at_ms)
+}
+
+/// [`decode`], keeping only the last `days` rows: a hit decodes the window it answers, not the whole series.
+pub fn decode_last(bytes: &[u8], days: u32) -> Option<Series> {
+    let (fetched_at_ms, rows) = rows(bytes)?;
+    let count = rows.len() / ROW_LEN;
+    let skip = count.saturating_sub(usize::try_from(days).unwrap_or(usize::MAX));
+    let closes = rows[skip * ROW_LEN..]
         .chunks_exact(ROW_LEN)
         .map(|row| {
             let date = Date::parse(std::str::from_utf8(&row[..10]).ok()?)?;
@@ -47,6 +50,26 @@ pub fn decode(bytes: &[u8]) -> Option<Series> {
         })
         .collect::<Option<Vec<_>>>()?;
     Some(Series { fetched_at_ms, closes })
+}
+
+/// What a window's answer depends on in an encoded series: its header (fetch time, row count) and its last
+/// `days` rows; `None` when `bytes` is not a series.
+pub fn window_parts(bytes: &[u8], days: u32) -> Option<(&[u8], &[u8])> {
+    let (_, rows) = rows(bytes)?;
+    let skip = (rows.len() / ROW_LEN).saturating_sub(usize::try_from(days).unwrap_or(usize::MAX));
+    Some((&bytes[..HEADER_LEN], &rows[skip * ROW_LEN..]))
+}
+
+/// The fetch time and the rows of an encoded series, once its magic and length check out.
+fn rows(bytes: &[u8]) -> Option<(u64, &[u8])> {
+    let header = bytes.get(..HEADER_LEN)?;
+    if &header[..4] != MAGIC {
+        return None;
+    }
+    let fetched_at_ms = u64::from_le_bytes(header[4..12].try_into().ok()?);
+    let count = usize::from(u16::from_le_bytes(header[12..14].try_into().ok()?));
+    let rows = &bytes[HEADER_LEN..];
+    (rows.len() == count * ROW_LEN).then_some((fetched_at_ms, rows))
 }
 
 /// How a cached series may be used at a given moment.
@@ -90,6 +113,24 @@ mod tests {
         let bytes = encode(&original);
         assert_eq!(bytes.len(), HEADER_LEN + 3 * ROW_LEN);
         assert_eq!(decode(&bytes), Some(original));
+    }
+
+    #[test]
+    fn a_window_decodes_only_its_last_rows_and_reads_the_fetch_time_from_the_header() {
+        let bytes = encode(&series());
+        assert_eq!(fetched_at(&bytes), Some(1_764_000_000_123));
+        let last_two = decode_last(&bytes, 2).expect("valid");
+        assert_eq!(last_two.closes, series().closes[1..].to_vec());
+        assert_eq!(last_two.fetched_at_ms, 1_764_000_000_123);
+        assert_eq!(decode_last(&bytes, 100), Some(series()), "a window longer than the series is all of it");
+        let mut damaged_outside = bytes.clone();
+        damaged_outside[HEADER_LEN + 5] = b'x';
+        assert_eq!(decode_last(&damaged_outside, 2).map(|s| s.closes.len()), Some(2), "rows outside the window are not read");
+        assert_eq!(decode_last(&damaged_outside, 3), None);
+        assert_eq!(fetched_at(&bytes[..bytes.len() - 1]), None, "a truncated value has no fetch time");
+        let (header, window) = window_parts(&bytes, 2).expect("valid");
+        assert_eq!((header, window), (&bytes[..HEADER_LEN], &bytes[HEADER_LEN + ROW_LEN..]));
+        assert_eq!(window_parts(&bytes, 100).map(|(_, rows)| rows.len()), Some(3 * ROW_LEN));
     }
 
     #[test]

@@ -3,6 +3,8 @@
 
 use stock_shared::keyvalue::{CACHE_BUCKET, MEMO_BUCKET, STATE_BUCKET};
 
+use super::rendered::Rendered;
+
 /// The upstream's raw answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Fetched {
@@ -76,6 +78,8 @@ pub trait Env {
     fn log(&self, line: &str);
     /// A random number (for jitter; not for secrets).
     fn random_u64(&self) -> u64;
+    /// Runs `f` on the bodies this instance rendered before (kept between the requests of a reused instance).
+    fn with_rendered<R>(&self, f: impl FnOnce(&mut Rendered) -> R) -> R;
 }
 
 /// An in-memory [`Env`] with a scripted upstream and a manual clock, for native tests.
@@ -105,6 +109,8 @@ pub mod fake {
         pub logs: RefCell<Vec<String>>,
         /// Called on every sleep, to let a test change the world while a follower waits.
         pub on_sleep: RefCell<Option<SleepHook>>,
+        /// Bodies rendered so far, as a reused instance keeps them.
+        pub rendered: RefCell<Rendered>,
     }
 
     impl FakeEnv {
@@ -159,6 +165,9 @@ pub mod fake {
         }
         fn random_u64(&self) -> u64 {
             0x9e37_79b9_7f4a_7c15
+        }
+        fn with_rendered<R>(&self, f: impl FnOnce(&mut Rendered) -> R) -> R {
+            f(&mut self.rendered.borrow_mut())
         }
     }
 }

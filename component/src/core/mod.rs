@@ -12,6 +12,7 @@ pub mod flight;
 pub mod layout;
 pub mod model;
 pub mod render;
+pub mod rendered;
 pub mod respond;
 pub mod route;
 pub mod service;

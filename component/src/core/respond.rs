@@ -1,14 +1,16 @@
 //! From (method, path) to a complete HTTP reply: status, headers and body. Errors become problems here.
 
+use std::borrow::Cow;
+
 use stock_shared::cache_status;
 use stock_shared::problem::PROBLEM_JSON;
 
 use super::config::Settings;
 use super::env::Env;
 use super::error::Error;
-use super::render::{prices_json, problem_json};
+use super::render::problem_json;
 use super::route::{Route, route};
-use super::service::{CacheStatus, breaker_json, breaker_report, closing_prices};
+use super::service::{CacheStatus, breaker_json, breaker_report, prices_body};
 
 /// The OpenAPI 3.1 document of this API.
 pub const OPENAPI_JSON: &str = include_str!("../../../docs/openapi.json");
@@ -20,8 +22,8 @@ pub struct Reply {
     pub status: u16,
     /// Headers, names lower-case.
     pub headers: Vec<(&'static str, String)>,
-    /// Body (dropped by the adapter for HEAD).
-    pub body: String,
+    /// Body (dropped by the adapter for HEAD); the OpenAPI document is served from the build's bytes, not copied.
+    pub body: Cow<'static, str>,
 }
 
 /// Answers one request; `settings` is an error when the configuration is unusable.
@@ -34,27 +36,27 @@ pub fn respond(env: &impl Env, settings: &Result<Settings, Error>, method: &str,
 }
 
 fn answer(env: &impl Env, settings: &Result<Settings, Error>, method: &str, path: &str) -> Result<Reply, Error> {
-    let json = |body: String| Reply { status: 200, headers: vec![("content-type", "application/json".into())], body };
+    let json = |body: Cow<'static, str>| Reply { status: 200, headers: vec![("content-type", "application/json".into())], body };
     match route(method, path)? {
-        Route::Health => Ok(json(r#"{"status":"ok"}"#.into())),
-        Route::Ready => Ok(json(r#"{"status":"ready"}"#.into())),
-        Route::OpenApi => Ok(json(OPENAPI_JSON.into())),
+        Route::Health => Ok(json(Cow::Borrowed(r#"{"status":"ok"}"#))),
+        Route::Ready => Ok(json(Cow::Borrowed(r#"{"status":"ready"}"#))),
+        Route::OpenApi => Ok(json(Cow::Borrowed(OPENAPI_JSON))),
         Route::CircuitBreaker => {
             let settings = settings.as_ref().map_err(Clone::clone)?;
-            let mut reply = json(breaker_json(&breaker_report(env, settings)));
+            let mut reply = json(breaker_json(&breaker_report(env, settings)).into());
             reply.headers.push(("cache-control", "no-store".into()));
             Ok(reply)
         }
         Route::Prices { symbol, days } => {
             let settings = settings.as_ref().map_err(Clone::clone)?;
             let symbol = symbol.unwrap_or_else(|| settings.default_symbol.clone());
-            let prices = closing_prices(env, settings, &symbol, days.unwrap_or(settings.default_days))?;
+            let prices = prices_body(env, settings, &symbol, days.unwrap_or(settings.default_days))?;
             let ttl_secs = settings.cache_ttl_ms / 1000;
             let cache_control = match prices.cache {
                 CacheStatus::Stale => "no-cache".to_owned(),
                 _ => format!("public, max-age={}", ttl_secs.saturating_sub(prices.age_secs)),
             };
-            let mut reply = json(prices_json(&prices.symbol, &prices.closes, prices.average));
+            let mut reply = json(prices.body.into());
             reply.headers.extend([
                 (cache_status::HEADER, prices.cache.as_str().to_owned()),
                 ("age", prices.age_secs.to_string()),
@@ -77,7 +79,7 @@ fn problem_reply(env: &impl Env, error: &Error, instance: &str) -> Reply {
     if problem.status == 405 {
         headers.push(("allow", "GET, HEAD".to_owned()));
     }
-    Reply { status: problem.status, headers, body: problem_json(&problem, instance) }
+    Reply { status: problem.status, headers, body: problem_json(&problem, instance).into() }
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use super::error::Error;
 use super::flight::single_flight;
 use super::layout;
 use super::model::{Close, MAX_DAYS, Series, Symbol};
+use super::render::prices_json;
 use super::upstream::{self, key_fingerprint, stored_ms};
 
 /// Where an answer came from, reported as `X-Cache`.
@@ -48,6 +49,8 @@ pub struct Prices {
     pub cache: CacheStatus,
     /// Seconds since the series was fetched upstream.
     pub age_secs: u64,
+    /// When the series was fetched upstream (Unix milliseconds).
+    pub fetched_at_ms: u64,
 }
 
 /// Resolves a typed request (the `prices` export): defaults from `settings`, the HTTP routes' checks.
@@ -68,27 +71,84 @@ pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days
     if !settings.allows(symbol) {
         return Err(Error::NotAllowed(symbol.as_str().to_owned()));
     }
-    let (series, cache) = series_for(env, settings, symbol)?;
+    let stored = env.kv_get(&layout::series(symbol.as_str()));
+    prices_from(env, settings, symbol, days, stored.as_deref(), env.now_ms())
+}
+
+/// The JSON body of a successful answer, where it came from, and its age.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PricesBody {
+    /// `{"symbol":..,"ndays":..,"prices":[..],"average":..}`.
+    pub body: String,
+    /// Where the series came from.
+    pub cache: CacheStatus,
+    /// Seconds since the series was fetched upstream.
+    pub age_secs: u64,
+}
+
+/// [`closing_prices`] rendered as the HTTP body. A hit whose stored bytes this instance rendered the same
+/// window of before takes that body ([`Rendered`](super::rendered::Rendered)): no decoding, no rendering.
+pub fn prices_body(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u32) -> Result<PricesBody, Error> {
+    if !settings.allows(symbol) {
+        return Err(Error::NotAllowed(symbol.as_str().to_owned()));
+    }
+    let stored = env.kv_get(&layout::series(symbol.as_str()));
+    let now = env.now_ms();
+    let age_secs = |fetched_at_ms: u64| now.saturating_sub(fetched_at_ms) / 1000;
+    let parts = stored.as_deref().and_then(|bytes| cache::window_parts(bytes, days));
+    if let Some(parts) = parts {
+        let found = env.with_rendered(|rendered| {
+            rendered
+                .get(symbol.as_str(), days, parts)
+                .filter(|found| freshness(found.fetched_at_ms, now, settings.cache_ttl_ms) == Freshness::Fresh)
+                .map(|found| PricesBody { body: found.body.to_owned(), cache: CacheStatus::Hit, age_secs: age_secs(found.fetched_at_ms) })
+        });
+        if let Some(found) = found {
+            return Ok(found);
+        }
+    }
+    let prices = prices_from(env, settings, symbol, days, stored.as_deref(), now)?;
+    let body = prices_json(&prices.symbol, &prices.closes, prices.average);
+    if let (CacheStatus::Hit, Some(parts)) = (prices.cache, parts) {
+        env.with_rendered(|rendered| rendered.put(symbol.as_str(), days, parts, prices.fetched_at_ms, body.clone()));
+    }
+    Ok(PricesBody { body, cache: prices.cache, age_secs: prices.age_secs })
+}
+
+/// The window and its average from the `stored` series when it is fresh, else from the upstream (or stale).
+fn prices_from(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u32, stored: Option<&[u8]>, now: u64) -> Result<Prices, Error> {
+    let (series, cache) = series_for(env, settings, symbol, stored, days, now)?;
     let closes = series.window(days).to_vec();
     let values: Vec<Decimal> = closes.iter().map(|c| c.close).collect();
     let average = Decimal::mean(&values).ok_or_else(|| Error::BadUpstream("upstream series has no closes".into()))?;
-    let age_secs = env.now_ms().saturating_sub(series.fetched_at_ms) / 1000;
-    Ok(Prices { symbol: symbol.clone(), closes, average, cache, age_secs })
+    let age_secs = now.saturating_sub(series.fetched_at_ms) / 1000;
+    Ok(Prices { symbol: symbol.clone(), closes, average, cache, age_secs, fetched_at_ms: series.fetched_at_ms })
 }
 
-fn series_for(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<(Series, CacheStatus), Error> {
-    let mut cached = env.kv_get(&layout::series(symbol.as_str())).and_then(|bytes| cache::decode(&bytes));
-    let now = env.now_ms();
-    let usable = |s: &Series| freshness(s.fetched_at_ms, now, settings.cache_ttl_ms);
-    if let Some(series) = cached.take_if(|s| usable(s) == Freshness::Fresh) {
-        return Ok((series, CacheStatus::Hit));
+/// The series to answer from: the `stored` one when fresh (only its last `days` rows decoded), else a
+/// fetched one, else the stored one while it may still be served stale.
+fn series_for(
+    env: &impl Env,
+    settings: &Settings,
+    symbol: &Symbol,
+    stored: Option<&[u8]>,
+    days: u32,
+    now: u64,
+) -> Result<(Series, CacheStatus), Error> {
+    let usable = |fetched_at_ms: u64| freshness(fetched_at_ms, now, settings.cache_ttl_ms);
+    let fetched_at = stored.and_then(cache::fetched_at);
+    if let Some(window) =
+        stored.filter(|_| fetched_at.is_some_and(|at| usable(at) == Freshness::Fresh)).and_then(|b| cache::decode_last(b, days))
+    {
+        return Ok((window, CacheStatus::Hit));
     }
+    let mut cached = stored.and_then(cache::decode);
     let seen_at = cached.as_ref().map_or(0, |s| s.fetched_at_ms);
     let fetched = remembered_refusal(env, settings, symbol)
         .map_or_else(|| single_flight(env, symbol, seen_at, settings.upstream_timeout_ms, || lead_flight(env, settings, symbol)), Err);
     match fetched {
         Ok(series) => Ok((series, CacheStatus::Miss)),
-        Err(error) if error.allows_stale() => match cached.filter(|s| usable(s) != Freshness::Expired) {
+        Err(error) if error.allows_stale() => match cached.take().filter(|s| usable(s.fetched_at_ms) != Freshness::Expired) {
             Some(stale) => {
                 env.log(&format!("serving stale symbol={} reason={:?}", symbol.as_str(), error.problem().slug));
                 Ok((stale, CacheStatus::Stale))
@@ -229,6 +289,49 @@ mod tests {
         let second = closing_prices(&env, &s, &msft(), 3).expect("prices");
         assert_eq!((second.cache, second.average.to_string(), second.age_secs), (CacheStatus::Hit, "11.1667".into(), 1));
         assert_eq!(env.fetched.borrow().len(), 1, "one upstream call for both windows");
+    }
+
+    #[test]
+    fn a_hit_takes_the_body_rendered_from_the_same_bytes_and_nothing_stale_or_rewritten() {
+        let env = env_with_series();
+        let s = settings();
+        let body = |days| prices_body(&env, &s, &msft(), days).expect("prices");
+        let miss = body(2);
+        assert_eq!(miss.cache, CacheStatus::Miss);
+        assert_eq!(env.rendered.borrow().len(), 0, "a miss keeps nothing: the stored bytes were not what it rendered from");
+        env.now.set(T0 + 2_000);
+        let hit = body(2);
+        assert_eq!((hit.cache, hit.age_secs, hit.body.as_str()), (CacheStatus::Hit, 2, miss.body.as_str()));
+        assert_eq!(env.rendered.borrow().len(), 1);
+        env.now.set(T0 + 5_000);
+        let again = body(2);
+        assert_eq!(
+            (again.cache, again.age_secs, again.body),
+            (CacheStatus::Hit, 5, miss.body.clone()),
+            "from the kept body, its age still counted"
+        );
+        assert_eq!(
+            body(3).body,
+            prices_json(&msft(), &closing_prices(&env, &s, &msft(), 3).expect("prices").closes, Decimal::parse("11.1667").expect("valid"))
+        );
+        // Another replica refreshes the series: the same window renders the new closes, never the kept body.
+        let refreshed = Series {
+            fetched_at_ms: T0 + 6_000,
+            closes: vec![Close {
+                date: crate::core::model::Date::parse("2026-11-23").expect("valid"),
+                close: Decimal::parse("20").expect("valid"),
+            }],
+        };
+        env.kv_set(&layout::series("MSFT"), &cache::encode(&refreshed));
+        let rewritten = body(2);
+        assert_eq!(
+            (rewritten.cache, rewritten.body.contains("2026-11-23"), rewritten.body.contains("2026-11-19")),
+            (CacheStatus::Hit, true, false)
+        );
+        // Past the TTL the kept body is not served: the series is fetched again.
+        env.now.set(T0 + 6_000 + s.cache_ttl_ms);
+        assert_eq!(body(2).cache, CacheStatus::Miss);
+        assert_eq!(env.fetched.borrow().len(), 2);
     }
 
     #[test]

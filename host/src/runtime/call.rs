@@ -12,6 +12,7 @@ use http_body_util::{BodyExt, Empty};
 use tokio::sync::oneshot;
 use tracing::Instrument;
 use wasmtime::{Store, Trap};
+use wasmtime_wasi_config::WasiConfigVariables;
 use wasmtime_wasi_http::WasiHttpView;
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -141,15 +142,20 @@ async fn acquire_slot(app: &Runtime, path: &str) -> Result<Slot, HostError> {
         .map_err(|_| HostError::NotReady("shutting down".into()))
 }
 
-/// An instance of `component` ready for one request: reused when one is idle, else instantiated.
-/// Either way it gets a full request deadline from now and the current configuration.
+/// An instance of `component` ready for one request: reused when one is idle and saw the current
+/// configuration, else instantiated. Either way it gets a full request deadline from now.
 async fn checkout(app: &Runtime, component: &LoadedComponent) -> Result<Instance, Failure> {
-    if let Some(mut instance) = component.pool.take() {
-        app.metrics.instance_reuses.inc();
-        arm(app, &mut instance.store);
-        return Ok(instance);
+    let config = app.variables.variables();
+    // The world's contract (wit/world.wit): configuration is fixed for an instance's life, so a build may
+    // read it once. An instance that saw other settings (before a key rotation) never serves again.
+    while let Some(mut instance) = component.pool.take() {
+        if instance.store.data().configured_with(&config) {
+            app.metrics.instance_reuses.inc();
+            arm(app, &mut instance.store);
+            return Ok(instance);
+        }
     }
-    let mut store = new_store(app);
+    let mut store = new_store(app, config);
     arm(app, &mut store);
     let started = Instant::now();
     let (proxy, _status) = component.instantiate(&mut store).await.map_err(Failure::from_wasmtime)?;
@@ -157,17 +163,16 @@ async fn checkout(app: &Runtime, component: &LoadedComponent) -> Result<Instance
     Ok(Instance::new(store, proxy))
 }
 
-/// Sets a fresh request deadline and the current configuration (a rotated API key applies at once).
+/// Sets a fresh request deadline.
 fn arm(app: &Runtime, store: &mut Store<RequestState>) {
     let ticks = u64::try_from(app.request_timeout.as_millis() / EPOCH_TICK.as_millis()).unwrap_or(u64::MAX).max(1);
     store.set_epoch_deadline(ticks);
     store.epoch_deadline_trap();
-    store.data_mut().refresh_config(app.variables.variables());
 }
 
-/// A store for a new instance: fresh WASI and HTTP contexts, the shared buckets and the memory cap.
-fn new_store(app: &Runtime) -> Store<RequestState> {
-    let state = RequestState::new(app.egress.clone(), app.variables.variables(), app.kv.clone(), app.max_memory_bytes);
+/// A store for a new instance: fresh WASI and HTTP contexts, `config`, the shared buckets and the memory cap.
+fn new_store(app: &Runtime, config: Arc<WasiConfigVariables>) -> Store<RequestState> {
+    let state = RequestState::new(app.egress.clone(), config, app.kv.clone(), app.max_memory_bytes);
     let mut store = Store::new(&app.engine, state);
     store.limiter(RequestState::limiter);
     store
@@ -247,7 +252,7 @@ async fn await_response(
 /// reach it) is cut off by the timer instead of holding its caller forever.
 pub async fn build_report(app: &Runtime, component: &LoadedComponent) -> anyhow::Result<BuildReport> {
     use anyhow::Context;
-    let mut store = new_store(app);
+    let mut store = new_store(app, app.variables.variables());
     arm(app, &mut store);
     let report = async {
         let (_proxy, status) = component.instantiate(&mut store).await.map_err(anyhow::Error::from).context("cannot instantiate")?;
@@ -301,7 +306,15 @@ impl Drop for InFlight {
 }
 
 /// Bodies up to this size are collected before the head is sent, so head and body leave in one write.
-const BUFFERED_BODY_MAX: u64 = 64 * 1024;
+pub const BUFFERED_BODY_MAX: u64 = 64 * 1024;
+
+/// Most bytes a guest writes in one `blocking-write-and-flush` (wasi:io caps it at 4096).
+const GUEST_WRITE_MAX: u64 = 4096;
+
+/// Body writes the host holds before reading any: enough for a whole [`BUFFERED_BODY_MAX`] body written
+/// 4 KiB at a time, so the guest never waits for the host to read (which would move a call that needs no
+/// I/O, such as `/openapi.json`, to a task of its own). Larger bodies stream with this much in flight.
+pub const BODY_WRITES_BUFFERED: usize = (BUFFERED_BODY_MAX / GUEST_WRITE_MAX) as usize;
 
 /// The response with its body collected when the guest declared a small `content-length` (one write,
 /// one packet, instead of a head and then chunks); larger or unknown bodies stream as the guest writes.

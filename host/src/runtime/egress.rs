@@ -147,6 +147,10 @@ impl CallSpan {
 }
 
 impl WasiHttpHooks for EgressPolicy {
+    fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
+        super::call::BODY_WRITES_BUFFERED
+    }
+
     fn send_request(
         &mut self,
         request: http::Request<WasiBody>,

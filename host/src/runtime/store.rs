@@ -52,9 +52,9 @@ impl RequestState {
         }
     }
 
-    /// Gives the next request through this (possibly reused) instance the current configuration.
-    pub fn refresh_config(&mut self, config: Arc<WasiConfigVariables>) {
-        self.config = config;
+    /// Whether this instance was made with `config` (the same snapshot, not merely equal pairs).
+    pub fn configured_with(&self, config: &Arc<WasiConfigVariables>) -> bool {
+        Arc::ptr_eq(&self.config, config)
     }
 
     /// Starts the next request: the trace it belongs to (its upstream calls become child spans), and where the

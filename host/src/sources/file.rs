@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use notify::event::{AccessKind, AccessMode, EventKind};
 use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -39,7 +40,7 @@ impl ComponentWatcher {
         let (events, mut wake) = mpsc::unbounded_channel::<()>();
         let directory = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf();
         let watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if event.is_ok() {
+            if event.is_ok_and(|event| is_change(&event.kind)) {
                 let _ = events.send(());
             }
         })
@@ -83,6 +84,13 @@ impl Drop for ComponentWatcher {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Whether an event in the component's directory may mean new bytes. Opening and reading are not, and
+/// this watcher reads the file itself: counting them made an idle host read and hash its component again
+/// every ~150 ms, forever. Closing a file written to is (an in-place copy ends with it).
+fn is_change(kind: &EventKind) -> bool {
+    !matches!(kind, EventKind::Access(access) if *access != AccessKind::Close(AccessMode::Write))
 }
 
 /// A candidate made of the COMPONENT file's bytes.

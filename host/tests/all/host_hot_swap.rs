@@ -144,3 +144,38 @@ fn admin_uploads_need_the_token_and_rollback_restores_the_previous_build() {
     assert_eq!(again.json()["result"], "ok", "a repeat of a kept build goes live (from the compiled cache)");
     assert!(again.json()["seconds"].as_f64().expect("seconds") < 0.5, "{}", again.body);
 }
+
+#[test]
+fn an_idle_host_leaves_its_component_file_alone_and_still_takes_a_plain_overwrite() {
+    use notify::{RecursiveMode, Watcher};
+    let dir = TempDir::new("idle-watch");
+    let path = dir.0.join("component.wasm");
+    std::fs::copy(component_path(), &path).expect("copy component");
+    let opens = Arc::new(AtomicU64::new(0));
+    let mut watcher = notify::recommended_watcher({
+        let opens = opens.clone();
+        let path = path.clone();
+        move |event: notify::Result<notify::Event>| {
+            if let Ok(event) = event
+                && matches!(event.kind, notify::EventKind::Access(notify::event::AccessKind::Open(_)))
+                && event.paths.contains(&path)
+            {
+                opens.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    })
+    .expect("watcher");
+    watcher.watch(&dir.0, RecursiveMode::NonRecursive).expect("watch the directory");
+    let path_text = path.display().to_string();
+    let host = Host::start(&[("COMPONENT", path_text.as_str()), ("APIKEY", "k")]);
+    std::thread::sleep(Duration::from_millis(500));
+    let before = opens.load(Ordering::SeqCst);
+    std::thread::sleep(Duration::from_secs(3));
+    let idle_opens = opens.load(Ordering::SeqCst) - before;
+    // The safety-net poll (every 10 s) reads it at most twice in 3 s; reacting to its own reads, the host
+    // opened it about 20 times.
+    assert!(idle_opens <= 2, "an idle host opened its component {idle_opens} times in 3 s");
+    let (build, version) = written_build(&dir, &component_path(), "overwrite");
+    std::fs::copy(&build, &path).expect("overwrite in place, as cp does");
+    wait_until(Duration::from_secs(30), "the overwritten file goes live", || running_version(&host) == version);
+}
