@@ -47,6 +47,7 @@ host cold CACHE_TTL=0 NEGATIVE_CACHE_TTL=0
 host warn LOG_LEVEL=warn
 host wide   # the 128-connection runs, so the reuse host's memory figures stay comparable between runs
 host floor COMPONENT="$FIXTURE"
+host floorwarn COMPONENT="$FIXTURE" LOG_LEVEL=warn
 serve_port=$(free_port); reuse_port=$(free_port)
 wasmtime serve --addr "127.0.0.1:$serve_port" -S cli -S keyvalue -S config -S config-var=apikey=bench-key \
   -S "config-var=alphavantage_url=$upstream" "$COMPONENT" >/dev/null 2>&1 & pids+=($!)
@@ -74,6 +75,7 @@ scenarios=(
   "wasmtime serve /openapi.json|http://127.0.0.1:$serve_port/openapi.json|the same component and route, default flags"
   "wasmtime serve /openapi.json, reuse|http://127.0.0.1:$reuse_port/openapi.json|-O pooling-allocator --max-instance-reuse-count 1000"
   "host floor|$(h floor /_fixture/floor)|the floor: a component call that reads nothing and answers a fixed 200 (test-only build)"
+  "host floor, LOG_LEVEL warn|$(h floorwarn /_fixture/floor)|the floor without the access log line"
   "wasmtime serve floor, reuse|http://127.0.0.1:$floor_port/_fixture/floor|the same floor under wasmtime serve with its own reuse"
   "host /MSFT/7 cold miss|$(h cold /MSFT/7)|CACHE_TTL=0: single flight and an upstream call through the simulator"
 )
@@ -284,7 +286,7 @@ PY
   echo "- cached p99 / native p99: ${p99_of['host /MSFT/7 cached, reuse on']} / ${p99_of['host native /health']} = $(p99_ratio 'host /MSFT/7 cached, reuse on' 'host native /health')x at $CONNECTIONS connections, ${p99_of['host /MSFT/7 cached, 128 connections']} / ${p99_of['host native /health, 128 connections']} = $(p99_ratio 'host /MSFT/7 cached, 128 connections' 'host native /health, 128 connections')x at 128 (target at most 1.5x)"
   echo "- reuse on vs off for cached \`/MSFT/7\`: $(ratio 'host /MSFT/7 cached, reuse on' 'host /MSFT/7 cached, reuse off')x"
   echo "- cached \`/MSFT/7\` through Redis vs in memory: $(ratio 'host /MSFT/7 cached, Redis' 'host /MSFT/7 cached, reuse on')"
-  echo "- the floor (a component call that reads nothing) vs native \`/health\`: $(ratio 'host floor' 'host native /health'); cached \`/MSFT/7\` vs the floor: $(ratio 'host /MSFT/7 cached, reuse on' 'host floor'); the host's floor vs \`wasmtime serve\`'s with reuse: $(ratio 'host floor' 'wasmtime serve floor, reuse')x"
+  echo "- the floor (a component call that reads nothing) vs native \`/health\`: $(ratio 'host floor' 'host native /health') at LOG_LEVEL info, $(ratio 'host floor, LOG_LEVEL warn' 'host native /health, LOG_LEVEL warn') at warn; cached \`/MSFT/7\` vs the floor: $(ratio 'host /MSFT/7 cached, reuse on' 'host floor') at info, $(ratio 'host /MSFT/7 cached, LOG_LEVEL warn' 'host floor, LOG_LEVEL warn') at warn; the host's floor vs \`wasmtime serve\`'s with reuse: $(ratio 'host floor' 'wasmtime serve floor, reuse')x"
   echo
   echo "## Also measured"
   echo
