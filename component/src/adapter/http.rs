@@ -4,6 +4,7 @@ use super::Component;
 use super::env::WasiEnv;
 use super::exports::wasi::http::incoming_handler::Guest;
 use super::wasi::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
+use super::wasi::io::streams::OutputStream;
 use crate::core::respond::{Reply, respond};
 
 /// `blocking-write-and-flush` accepts at most 4096 bytes per call.
@@ -93,9 +94,28 @@ fn send(reply: Reply, head_only: bool, response_out: ResponseOutparam) -> Result
     ResponseOutparam::set(response_out, Ok(response));
     if !head_only {
         let stream = body.write().map_err(|()| "body stream already taken".to_owned())?;
-        for chunk in reply.body.as_bytes().chunks(WRITE_CHUNK) {
-            stream.blocking_write_and_flush(chunk).map_err(|e| format!("write: {e:?}"))?;
-        }
+        write_all(&stream, reply.body.as_bytes())?;
     }
     OutgoingBody::finish(body, None).map_err(|e| format!("finish: {e:?}"))
+}
+
+/// Writes `bytes` in as few host calls as the stream allows: a small body in one `blocking-write-and-flush`
+/// (which takes at most 4096 bytes), a larger one (the OpenAPI document) in writes as large as `check-write`
+/// permits, then one flush, instead of one call per 4096 bytes.
+fn write_all(stream: &OutputStream, bytes: &[u8]) -> Result<(), String> {
+    if bytes.len() <= WRITE_CHUNK {
+        return stream.blocking_write_and_flush(bytes).map_err(|e| format!("write: {e:?}"));
+    }
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let permitted = stream.check_write().map_err(|e| format!("check-write: {e:?}"))?;
+        if permitted == 0 {
+            stream.subscribe().block();
+            continue;
+        }
+        let (now, later) = rest.split_at(usize::try_from(permitted).unwrap_or(usize::MAX).min(rest.len()));
+        stream.write(now).map_err(|e| format!("write: {e:?}"))?;
+        rest = later;
+    }
+    stream.blocking_flush().map_err(|e| format!("flush: {e:?}"))
 }
