@@ -23,7 +23,7 @@ use super::runner::Runtime;
 use super::slots::{Slot, Slots};
 use super::status::BuildReport;
 use super::store::RequestState;
-use crate::body::{BodyError, HostBody};
+use crate::body::{BUFFERED_BODY_MAX, BodyError, HostBody};
 use crate::error::HostError;
 use crate::telemetry::redact::redact;
 use crate::telemetry::trace::TraceContext;
@@ -304,17 +304,6 @@ impl Drop for InFlight {
         self.0.metrics.in_flight.dec();
     }
 }
-
-/// Bodies up to this size are collected before the head is sent, so head and body leave in one write.
-pub const BUFFERED_BODY_MAX: u64 = 64 * 1024;
-
-/// Most bytes a guest writes in one `blocking-write-and-flush` (wasi:io caps it at 4096).
-const GUEST_WRITE_MAX: u64 = 4096;
-
-/// Body writes the host holds before reading any: enough for a whole [`BUFFERED_BODY_MAX`] body written
-/// 4 KiB at a time, so the guest never waits for the host to read (which would move a call that needs no
-/// I/O, such as `/openapi.json`, to a task of its own). Larger bodies stream with this much in flight.
-pub const BODY_WRITES_BUFFERED: usize = (BUFFERED_BODY_MAX / GUEST_WRITE_MAX) as usize;
 
 /// The response with its body collected when the guest declared a small `content-length` (one write,
 /// one packet, instead of a head and then chunks); larger or unknown bodies stream as the guest writes.

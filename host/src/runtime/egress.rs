@@ -148,7 +148,7 @@ impl CallSpan {
 
 impl WasiHttpHooks for EgressPolicy {
     fn p2_outgoing_body_buffer_chunks(&mut self) -> usize {
-        super::call::BODY_WRITES_BUFFERED
+        crate::body::BODY_WRITES_BUFFERED
     }
 
     fn send_request(
