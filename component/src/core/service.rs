@@ -94,14 +94,15 @@ pub fn prices_body(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u
     }
     let stored = env.kv_get(&layout::series(symbol.as_str()));
     let now = env.now_ms();
-    let age_secs = |fetched_at_ms: u64| now.saturating_sub(fetched_at_ms) / 1000;
     let parts = stored.as_deref().and_then(|bytes| cache::window_parts(bytes, days));
     if let Some(parts) = parts {
         let found = env.with_rendered(|rendered| {
-            rendered
-                .get(symbol.as_str(), days, parts)
-                .filter(|found| freshness(found.fetched_at_ms, now, settings.cache_ttl_ms) == Freshness::Fresh)
-                .map(|found| PricesBody { body: found.body.to_owned(), cache: CacheStatus::Hit, age_secs: age_secs(found.fetched_at_ms) })
+            let found = rendered.get(symbol.as_str(), days, parts)?;
+            (freshness(found.fetched_at_ms, now, settings.cache_ttl_ms) == Freshness::Fresh).then(|| PricesBody {
+                body: found.body.to_owned(),
+                cache: CacheStatus::Hit,
+                age_secs: now.saturating_sub(found.fetched_at_ms) / 1000,
+            })
         });
         if let Some(found) = found {
             return Ok(found);
@@ -136,19 +137,17 @@ fn series_for(
     now: u64,
 ) -> Result<(Series, CacheStatus), Error> {
     let usable = |fetched_at_ms: u64| freshness(fetched_at_ms, now, settings.cache_ttl_ms);
-    let fetched_at = stored.and_then(cache::fetched_at);
-    if let Some(window) =
-        stored.filter(|_| fetched_at.is_some_and(|at| usable(at) == Freshness::Fresh)).and_then(|b| cache::decode_last(b, days))
-    {
+    let fresh = stored.filter(|bytes| cache::fetched_at(bytes).is_some_and(|at| usable(at) == Freshness::Fresh));
+    if let Some(window) = fresh.and_then(|bytes| cache::decode_last(bytes, days)) {
         return Ok((window, CacheStatus::Hit));
     }
-    let mut cached = stored.and_then(cache::decode);
+    let cached = stored.and_then(cache::decode);
     let seen_at = cached.as_ref().map_or(0, |s| s.fetched_at_ms);
     let fetched = remembered_refusal(env, settings, symbol)
         .map_or_else(|| single_flight(env, symbol, seen_at, settings.upstream_timeout_ms, || lead_flight(env, settings, symbol)), Err);
     match fetched {
         Ok(series) => Ok((series, CacheStatus::Miss)),
-        Err(error) if error.allows_stale() => match cached.take().filter(|s| usable(s.fetched_at_ms) != Freshness::Expired) {
+        Err(error) if error.allows_stale() => match cached.filter(|s| usable(s.fetched_at_ms) != Freshness::Expired) {
             Some(stale) => {
                 env.log(&format!("serving stale symbol={} reason={:?}", symbol.as_str(), error.problem().slug));
                 Ok((stale, CacheStatus::Stale))
