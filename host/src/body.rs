@@ -2,17 +2,15 @@
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::UnsyncBoxBody};
+use stock_shared::wasi_io::BLOCKING_WRITE_MAX;
 
 /// Component bodies up to this size are collected before the head is sent, so head and body leave in one write.
 pub const BUFFERED_BODY_MAX: u64 = 64 * 1024;
 
-/// Most bytes a guest writes in one `blocking-write-and-flush` (wasi:io caps it at 4096).
-const GUEST_WRITE_MAX: u64 = 4096;
-
 /// Body writes the host holds before reading any: enough for a whole [`BUFFERED_BODY_MAX`] body written
 /// 4 KiB at a time, so the guest never waits for the host to read (which would move a call that needs no
 /// I/O to a task of its own). Larger bodies stream with this much in flight.
-pub const BODY_WRITES_BUFFERED: usize = (BUFFERED_BODY_MAX / GUEST_WRITE_MAX) as usize;
+pub const BODY_WRITES_BUFFERED: usize = BUFFERED_BODY_MAX as usize / BLOCKING_WRITE_MAX;
 
 /// Error type of any response body.
 pub type BodyError = Box<dyn std::error::Error + Send + Sync>;

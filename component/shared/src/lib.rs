@@ -1,7 +1,7 @@
 //! What `stock-host` and every build of the stock component agree on, and what never changes with a
 //! build: the `wasi:config` keys and the environment variables that feed them, their defaults, the
 //! duration syntax, secret redaction, the problem document shape, reserved routes, keyvalue buckets, the `X-Cache`
-//! values and the calendar.
+//! values, the calendar and `wasi:io`'s write cap.
 //!
 //! Anything a build owns (its keyvalue layout, its validation rules, its breaker) is *not* here: it
 //! reaches the host only through the WIT world (`stock:service/status`). No WASI, no I/O.
@@ -16,3 +16,4 @@ pub mod problem;
 pub mod redact;
 pub mod routes;
 pub mod settings;
+pub mod wasi_io;

@@ -6,9 +6,7 @@ use super::exports::wasi::http::incoming_handler::Guest;
 use super::wasi::http::types::{Fields, IncomingRequest, Method, OutgoingBody, OutgoingResponse, ResponseOutparam};
 use super::wasi::io::streams::OutputStream;
 use crate::core::respond::{Reply, respond};
-
-/// `blocking-write-and-flush` accepts at most 4096 bytes per call.
-const WRITE_CHUNK: usize = 4096;
+use stock_shared::wasi_io::BLOCKING_WRITE_MAX;
 
 impl Guest for Component {
     fn handle(request: IncomingRequest, response_out: ResponseOutparam) {
@@ -103,7 +101,7 @@ fn send(reply: Reply, head_only: bool, response_out: ResponseOutparam) -> Result
 /// (which takes at most 4096 bytes), a larger one (the OpenAPI document) in writes as large as `check-write`
 /// permits, then one flush, instead of one call per 4096 bytes.
 fn write_all(stream: &OutputStream, bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() <= WRITE_CHUNK {
+    if bytes.len() <= BLOCKING_WRITE_MAX {
         return stream.blocking_write_and_flush(bytes).map_err(|e| format!("write: {e:?}"));
     }
     let mut rest = bytes;

@@ -39,9 +39,7 @@ pub fn fetched_at(bytes: &[u8]) -> Option<u64> {
 /// [`decode`], keeping only the last `days` rows: a hit decodes the window it answers, not the whole series.
 pub fn decode_last(bytes: &[u8], days: u32) -> Option<Series> {
     let (fetched_at_ms, rows) = rows(bytes)?;
-    let count = rows.len() / ROW_LEN;
-    let skip = count.saturating_sub(usize::try_from(days).unwrap_or(usize::MAX));
-    let closes = rows[skip * ROW_LEN..]
+    let closes = last_rows(rows, days)
         .chunks_exact(ROW_LEN)
         .map(|row| {
             let date = Date::parse(std::str::from_utf8(&row[..10]).ok()?)?;
@@ -56,8 +54,13 @@ pub fn decode_last(bytes: &[u8], days: u32) -> Option<Series> {
 /// `days` rows; `None` when `bytes` is not a series.
 pub fn window_parts(bytes: &[u8], days: u32) -> Option<(&[u8], &[u8])> {
     let (_, rows) = rows(bytes)?;
+    Some((&bytes[..HEADER_LEN], last_rows(rows, days)))
+}
+
+/// The last `days` of whole `rows` (all of them when there are fewer).
+fn last_rows(rows: &[u8], days: u32) -> &[u8] {
     let skip = (rows.len() / ROW_LEN).saturating_sub(usize::try_from(days).unwrap_or(usize::MAX));
-    Some((&bytes[..HEADER_LEN], &rows[skip * ROW_LEN..]))
+    &rows[skip * ROW_LEN..]
 }
 
 /// The fetch time and the rows of an encoded series, once its magic and length check out.

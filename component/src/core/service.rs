@@ -68,11 +68,16 @@ pub fn typed_request(settings: &Settings, symbol: Option<&str>, days: Option<u32
 
 /// The last `days` closes of `symbol` with their average.
 pub fn closing_prices(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u32) -> Result<Prices, Error> {
+    let stored = stored_series(env, settings, symbol)?;
+    prices_from(env, settings, symbol, days, stored.as_deref(), env.now_ms())
+}
+
+/// The cached series of `symbol`, as stored, once `settings` allow the symbol at all.
+fn stored_series(env: &impl Env, settings: &Settings, symbol: &Symbol) -> Result<Option<Vec<u8>>, Error> {
     if !settings.allows(symbol) {
         return Err(Error::NotAllowed(symbol.as_str().to_owned()));
     }
-    let stored = env.kv_get(&layout::series(symbol.as_str()));
-    prices_from(env, settings, symbol, days, stored.as_deref(), env.now_ms())
+    Ok(env.kv_get(&layout::series(symbol.as_str())))
 }
 
 /// The JSON body of a successful answer, where it came from, and its age.
@@ -89,10 +94,7 @@ pub struct PricesBody {
 /// [`closing_prices`] rendered as the HTTP body. A hit whose stored bytes this instance rendered the same
 /// window of before takes that body ([`Rendered`](super::rendered::Rendered)): no decoding, no rendering.
 pub fn prices_body(env: &impl Env, settings: &Settings, symbol: &Symbol, days: u32) -> Result<PricesBody, Error> {
-    if !settings.allows(symbol) {
-        return Err(Error::NotAllowed(symbol.as_str().to_owned()));
-    }
-    let stored = env.kv_get(&layout::series(symbol.as_str()));
+    let stored = stored_series(env, settings, symbol)?;
     let now = env.now_ms();
     let parts = stored.as_deref().and_then(|bytes| cache::window_parts(bytes, days));
     if let Some(parts) = parts {
