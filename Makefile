@@ -10,6 +10,8 @@ WASMTIME_VERSION  := 48.0.8
 WASMTIME_FEATURES := run,serve,wasi-http,wasi-config,wasi-keyvalue,component-model,component-model-async,cranelift,pooling-allocator,parallel-compilation,wat,cache,config,logging
 COMPONENT         := target/wasm32-wasip2/release/stock_component.wasm
 FIXTURE           := target/fixtures/stock_component_fixture.wasm
+# Test-only (make bench): the smallest wasi:http@0.3 service, the p3 floor beside the p2 one.
+FLOOR_P3          := target/fixtures/stock_floor_p3.wasm
 HOST              := target/release/stock-host
 SIM               := target/release/alphavantage-sim
 PORT              ?= 8080
@@ -26,7 +28,7 @@ IMAGE             ?= stock-host:dev
 HADOLINT          := 2.15.1
 SUDO              := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: fleet fleet-down fleet-push image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture fuzz host lint push run run-wasmtime soak test clean
+.PHONY: fleet fleet-down fleet-push image hadolint k8s-check observability-check dashboard-png docs-assets prereqs-chromium docs-check bench check-cargo-component help prereqs prereqs-rust prereqs-wasmtime prereqs-debian prereqs-python build component fixture floor-p3 fuzz host lint push run run-wasmtime soak test clean
 
 help: ## list targets and the variables they take
 	@echo "targets:"
@@ -68,6 +70,10 @@ component: prereqs-rust ## build the component (release)
 fixture: prereqs-rust ## test-only component build (own keyvalue layout, /_fixture/* routes); never shipped
 	cargo build --release --target wasm32-wasip2 -p stock-component --features fixture --target-dir target/fixture-build
 	@mkdir -p $(dir $(FIXTURE)) && cp target/fixture-build/wasm32-wasip2/release/stock_component.wasm $(FIXTURE)
+
+floor-p3: prereqs-rust ## test-only wasi:http@0.3 floor (component/floor-p3) for make bench; never shipped
+	cargo build --release --target wasm32-wasip2 -p stock-floor-p3 --target-dir target/fixture-build
+	@mkdir -p $(dir $(FLOOR_P3)) && cp target/fixture-build/wasm32-wasip2/release/stock_floor_p3.wasm $(FLOOR_P3)
 
 docs-assets: ## Scalar 1.44.15 bundle for GET /docs (pinned PyPI wheel, sha256-checked) -> target/docs-assets/
 	@scripts/docs-assets.sh
@@ -119,6 +125,7 @@ lint: prereqs-rust docs-assets ## rustfmt and clippy (warnings are errors), nati
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy --target wasm32-wasip2 -p stock-component --all-features -- -D warnings
+	cargo clippy --target wasm32-wasip2 -p stock-floor-p3 -- -D warnings
 
 image: build ## the container image $(IMAGE): scratch + the release binary, its libraries and the component
 	scripts/stage-image.sh
@@ -159,7 +166,7 @@ check-cargo-component: ## build the component with cargo-component 0.21.1 too (n
 	cargo component build --release -p stock-component
 	@ls -l target/wasm32-wasip1/release/stock_component.wasm
 
-bench: build fixture prereqs-wasmtime ## side by side: native, host (reuse on/off), wasmtime serve (default, reuse), cold misses, swaps, RSS -> docs/benchmarks.md
+bench: build fixture floor-p3 prereqs-wasmtime ## side by side: native, host (reuse on/off), wasmtime serve (default, reuse, the p2 and p3 floors), cold misses, swaps, RSS -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	scripts/bench.sh
 

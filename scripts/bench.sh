@@ -14,6 +14,9 @@ COMPONENT=target/wasm32-wasip2/release/stock_component.wasm
 # the floor of one component call on this stack.
 FIXTURE=target/fixtures/stock_component_fixture.wasm
 [ -f "$FIXTURE" ] || { echo "bench: $FIXTURE is missing: make fixture" >&2; exit 1; }
+# The smallest wasi:http@0.3 service (make floor-p3): the same floor through the p3 handler, under `wasmtime serve`.
+FLOOR_P3=target/fixtures/stock_floor_p3.wasm
+[ -f "$FLOOR_P3" ] || { echo "bench: $FLOOR_P3 is missing: make floor-p3" >&2; exit 1; }
 OUT=docs/benchmarks.md
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
@@ -56,7 +59,14 @@ wasmtime serve --addr "127.0.0.1:$reuse_port" -O pooling-allocator --max-instanc
 floor_port=$(free_port)
 wasmtime serve --addr "127.0.0.1:$floor_port" -O pooling-allocator --max-instance-reuse-count 1000 -S cli -S keyvalue -S config \
   -S config-var=apikey=bench-key -S "config-var=alphavantage_url=$upstream" "$FIXTURE" >/dev/null 2>&1 & pids+=($!)
-wait_port "$serve_port"; wait_port "$reuse_port"; wait_port "$floor_port"
+# -S cli: Rust's std on wasm32-wasip2 imports wasi:cli@0.2 (environment); wasmtime serve picks the p3 handler itself and
+# reuses an instance for up to 16 requests at once (its p3 default), here for 1000 requests like the p2 floor.
+p3_floor_port=$(free_port)
+wasmtime serve --addr "127.0.0.1:$p3_floor_port" -O pooling-allocator --max-instance-reuse-count 1000 -S cli "$FLOOR_P3" >/dev/null 2>&1 & pids+=($!)
+wait_port "$serve_port"; wait_port "$reuse_port"; wait_port "$floor_port"; wait_port "$p3_floor_port"
+for url in "http://127.0.0.1:$floor_port/_fixture/floor" "http://127.0.0.1:$p3_floor_port/_fixture/floor"; do
+  [ "$(curl -s "$url")" = ok ] || { echo "bench: $url does not answer ok" >&2; exit 1; }
+done
 for name in reuse noreuse redis warn wide; do curl -sf "http://127.0.0.1:${port[$name]}/MSFT/7" >/dev/null; done   # later requests are HITs
 rss_idle=$(rss_kb "${pid[reuse]}")
 
@@ -77,6 +87,7 @@ scenarios=(
   "host floor|$(h floor /_fixture/floor)|the floor: a component call that reads nothing and answers a fixed 200 (test-only build)"
   "host floor, LOG_LEVEL warn|$(h floorwarn /_fixture/floor)|the floor without the access log line"
   "wasmtime serve floor, reuse|http://127.0.0.1:$floor_port/_fixture/floor|the same floor under wasmtime serve with its own reuse"
+  "wasmtime serve p3 floor, reuse|http://127.0.0.1:$p3_floor_port/_fixture/floor|the floor as a wasi:http@0.3 service (component/floor-p3) under wasmtime serve, reuse 1000, 16 at once"
   "host /MSFT/7 cold miss|$(h cold /MSFT/7)|CACHE_TTL=0: single flight and an upstream call through the simulator"
 )
 sim_msft_calls() { curl -s "http://127.0.0.1:$sim_port/_sim/stats" | python3 -c 'import json,sys; print(json.load(sys.stdin)["by_symbol"].get("MSFT", 0))'; }
@@ -287,6 +298,7 @@ PY
   echo "- reuse on vs off for cached \`/MSFT/7\`: $(ratio 'host /MSFT/7 cached, reuse on' 'host /MSFT/7 cached, reuse off')x"
   echo "- cached \`/MSFT/7\` through Redis vs in memory: $(ratio 'host /MSFT/7 cached, Redis' 'host /MSFT/7 cached, reuse on')"
   echo "- the floor (a component call that reads nothing) vs native \`/health\`: $(ratio 'host floor' 'host native /health') at LOG_LEVEL info, $(ratio 'host floor, LOG_LEVEL warn' 'host native /health, LOG_LEVEL warn') at warn; cached \`/MSFT/7\` vs the floor: $(ratio 'host /MSFT/7 cached, reuse on' 'host floor') at info, $(ratio 'host /MSFT/7 cached, LOG_LEVEL warn' 'host floor, LOG_LEVEL warn') at warn; the host's floor vs \`wasmtime serve\`'s with reuse: $(ratio 'host floor' 'wasmtime serve floor, reuse')x"
+  echo "- \`wasi:http@0.3\` vs p2, the same floor under \`wasmtime serve\` with reuse: $(ratio 'wasmtime serve p3 floor, reuse' 'wasmtime serve floor, reuse')x"
   echo
   echo "## Also measured"
   echo
