@@ -166,7 +166,7 @@ check-cargo-component: ## build the component with cargo-component 0.21.1 too (n
 	cargo component build --release -p stock-component
 	@ls -l target/wasm32-wasip1/release/stock_component.wasm
 
-bench: build fixture floor-p3 prereqs-wasmtime ## side by side: native, host (reuse on/off), wasmtime serve (default, reuse, the p2 and p3 floors), cold misses, swaps, RSS -> docs/benchmarks.md
+bench: build fixture floor-p3 prereqs-wasmtime prereqs-debian ## side by side: native, host (reuse on/off), wasmtime serve (default, reuse, the p2 and p3 floors), cold misses, swaps, RSS -> docs/benchmarks.md
 	@command -v wrk >/dev/null || { $(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 	scripts/bench.sh
 
