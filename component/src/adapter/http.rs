@@ -18,9 +18,10 @@ impl Guest for Component {
         #[cfg(feature = "fixture")]
         let reply = if let Some(reply) = super::fixture::control(&path) {
             reply
-        } else if path == "/_fixture/floor" {
+        } else if path == stock_shared::floor::PATH {
             // The floor of a component call (`make bench`): no keyvalue, no configuration, a fixed small body.
-            crate::core::respond::Reply { status: 200, headers: vec![("content-type", "text/plain".into())], body: "ok\n".into() }
+            use stock_shared::floor::{BODY, CONTENT_TYPE};
+            crate::core::respond::Reply { status: 200, headers: vec![("content-type", CONTENT_TYPE.into())], body: BODY.into() }
         } else if path.starts_with("/_fixture/fail") {
             crate::core::respond::Reply {
                 status: 500,
